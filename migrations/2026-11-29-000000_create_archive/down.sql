@@ -1,0 +1,5 @@
+DROP TABLE runs;
+DROP TABLE checkpoints;
+DROP TABLE channels;
+DROP TABLE messages;
+DROP TABLE archive_meta;

@@ -1,0 +1,544 @@
+//! The fetcher actor: archives one channel, oldest first, from its checkpoint to the newest message.
+//!
+//! Pages are requested with `after=<cursor>` (Discord returns the 100 messages right after the
+//! cursor, newest first), filtered, cut into batches of `batch_size` and sent to the writer
+//! with the checkpoint they cover. The next page is requested only after the previous batch
+//! committed, so at most one page per channel is ever fetched but not yet durable.
+
+use super::messages::{
+    AbortReason, Acquire, FetcherDone, LoadCheckpoint, Outcome, ProgressEvent, RecordChannels,
+    SaveBatch,
+};
+use super::rate_limiter::{Feedback, RateLimiter};
+use super::supervisor::Supervisor;
+use super::writer::{to_i64, Writer};
+use crate::config::{RateSettings, Settings};
+use crate::discord::client::Fetched;
+use crate::discord::{ApiError, DiscordClient, FetchedMessage, Route, PAGE_LIMIT};
+use crate::filter;
+use crate::stats::Stats;
+use crate::storage::models::ChannelRow;
+use crate::storage::queries::CheckpointUpdate;
+use crate::storage::StorageError;
+use actix::prelude::*;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long an in-flight request may still run after shutdown was requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// One channel to archive, as discovery found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelJob {
+    pub channel_id: u64,
+    pub guild_id: Option<u64>,
+    pub name: Option<String>,
+    pub kind: u8,
+    /// The newest message ID the listing reported (for progress; may name a deleted message).
+    pub newest: Option<u64>,
+}
+
+/// Everything a request needs: the client, the shared limiter, the retry policy, and the
+/// shutdown signal. Cheap to clone; discovery uses it too.
+#[derive(Clone)]
+pub struct Requester {
+    pub client: DiscordClient,
+    pub limiter: Addr<RateLimiter>,
+    pub rate: RateSettings,
+    /// Flips to `true` once on Ctrl-C / SIGTERM / a run-wide abort; never back.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Why a request gave up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    Api(ApiError),
+    /// Retries exhausted on 429s or transient errors; the last one is kept.
+    Exhausted(ApiError),
+    Interrupted,
+    Storage(String, bool),
+}
+
+impl Requester {
+    /// Sends one request through the rate limiter, retrying 429s (after `retry_after`, which
+    /// the limiter enforces) and transient errors (after exponential backoff) up to
+    /// `max_retries` times. Every attempt and every error is counted in `stats`.
+    pub async fn request<T, F, Fut>(
+        &self,
+        route: Route,
+        stats: &mut Stats,
+        mut call: F,
+    ) -> Result<Fetched<T>, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Fetched<T>, ApiError>>,
+    {
+        let mut retries = 0u32;
+        loop {
+            if self.is_shutting_down() {
+                return Err(Failure::Interrupted);
+            }
+            let permit = tokio::select! {
+                permit = self.limiter.send(Acquire { route }) => permit
+                    .map_err(|_| Failure::Storage("the rate limiter stopped".into(), true))?,
+                () = wait_for_shutdown(self.shutdown.clone()) => return Err(Failure::Interrupted),
+            };
+            stats.requests += 1;
+            let result = tokio::select! {
+                result = call() => result,
+                () = grace_after_shutdown(self.shutdown.clone()) => {
+                    permit.complete(Feedback::Nothing);
+                    return Err(Failure::Interrupted);
+                }
+            };
+            let error = match result {
+                Ok(fetched) => {
+                    permit.complete(Feedback::Headers(fetched.headers.clone()));
+                    if !self.rate.request_delay.is_zero()
+                        && self.pause(self.rate.request_delay).await
+                    {
+                        return Err(Failure::Interrupted);
+                    }
+                    return Ok(fetched);
+                }
+                Err(error) => error,
+            };
+            stats.errors += 1;
+            match &error {
+                ApiError::RateLimited {
+                    retry_after,
+                    global,
+                } => {
+                    stats.rate_limit_errors += 1;
+                    tracing::warn!(
+                        route = %route,
+                        "waiting {retry_after:.1} s: rate limited{}",
+                        if *global { " (global)" } else { "" }
+                    );
+                    permit.complete(Feedback::RateLimited {
+                        retry_after: *retry_after,
+                        global: *global,
+                    });
+                }
+                ApiError::Transient(why) => {
+                    permit.complete(Feedback::Nothing);
+                    if retries < self.rate.max_retries {
+                        let wait = backoff(retries + 1, self.rate.backoff_cap);
+                        tracing::warn!(route = %route, "{why}; retrying in {:.1} s", wait.as_secs_f64());
+                        if self.pause(wait).await {
+                            return Err(Failure::Interrupted);
+                        }
+                    }
+                }
+                _ => {
+                    permit.complete(Feedback::Nothing);
+                    return Err(Failure::Api(error));
+                }
+            }
+            retries += 1;
+            if retries > self.rate.max_retries {
+                return Err(Failure::Exhausted(error));
+            }
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Sleeps, or returns `true` early when shutdown is requested.
+    pub async fn pause(&self, wait: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            () = wait_for_shutdown(self.shutdown.clone()) => true,
+        }
+    }
+}
+
+async fn wait_for_shutdown(mut shutdown: watch::Receiver<bool>) {
+    // A dropped sender means the run is over: treat it as shutdown too.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn grace_after_shutdown(shutdown: watch::Receiver<bool>) {
+    wait_for_shutdown(shutdown).await;
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+}
+
+/// `2^(n-1)` seconds for the n-th retry, capped.
+pub fn backoff(n: u32, cap: Duration) -> Duration {
+    let seconds = 2f64.powi(n.saturating_sub(1).min(30) as i32);
+    Duration::from_secs_f64(seconds).min(cap)
+}
+
+/// The shared context of every fetcher of a run.
+pub struct FetchEnv {
+    pub requester: Requester,
+    pub writer: Addr<Writer>,
+    pub supervisor: Addr<Supervisor>,
+    pub settings: Arc<Settings>,
+}
+
+/// Archives one channel; never panics on bad input, always returns how it ended.
+pub async fn archive_channel(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Outcome {
+    match run(env, job, stats).await {
+        Ok(outcome) => outcome,
+        Err(Failure::Interrupted) => Outcome::Interrupted,
+        Err(Failure::Storage(why, fatal)) => {
+            if fatal {
+                Outcome::Abort(AbortReason::Storage(why))
+            } else {
+                Outcome::Failed(why)
+            }
+        }
+        Err(Failure::Api(ApiError::Unauthorized) | Failure::Exhausted(ApiError::Unauthorized)) => {
+            Outcome::Abort(AbortReason::Unauthorized)
+        }
+        Err(Failure::Api(ApiError::Cloudflare)) => Outcome::Abort(AbortReason::Cloudflare),
+        Err(Failure::Api(e @ (ApiError::NoAccess { .. } | ApiError::NotFound { .. }))) => {
+            let reason = skip_reason(&e);
+            record_skip(env, job, &reason).await;
+            Outcome::Skipped(reason)
+        }
+        Err(Failure::Api(e)) => Outcome::Failed(e.to_string()),
+        Err(Failure::Exhausted(e)) => Outcome::Failed(format!("gave up after retries: {e}")),
+    }
+}
+
+/// The reason a channel is skipped, in words a user can act on.
+pub fn skip_reason(e: &ApiError) -> String {
+    match e {
+        ApiError::NoAccess { code: 50013 } => "no access: missing permissions (403, 50013)".into(),
+        ApiError::NoAccess { code } => format!("no access: missing access (403, {code})"),
+        ApiError::NotFound { code: 10003 } => "unknown channel (404, 10003)".into(),
+        ApiError::NotFound { code } => format!("not found (404, {code})"),
+        other => other.to_string(),
+    }
+}
+
+async fn record_skip(env: &FetchEnv, job: &ChannelJob, reason: &str) {
+    let row = ChannelRow {
+        id: to_i64(job.channel_id),
+        guild_id: job.guild_id.map(to_i64),
+        name: job.name.clone(),
+        kind: i32::from(job.kind),
+        parent_id: None,
+        last_message_id: job.newest.map(to_i64),
+        skip_reason: Some(reason.to_owned()),
+        updated_at: crate::time::now_rfc3339(),
+    };
+    if let Ok(Err(e)) = env.writer.send(RecordChannels(vec![row])).await {
+        tracing::warn!(
+            "could not record why channel {} is skipped: {e}",
+            job.channel_id
+        );
+    }
+}
+
+fn storage_failure(e: StorageError) -> Failure {
+    // A full disk or a halted writer fails every channel alike: stop the run, keep what is saved.
+    let fatal = e.is_disk_full() || matches!(e, StorageError::Halted);
+    Failure::Storage(e.to_string(), fatal)
+}
+
+fn writer_gone<E>(_: E) -> Failure {
+    Failure::Storage("the writer stopped".into(), true)
+}
+
+/// A batch being assembled: the messages to store and how far it covers.
+#[derive(Default)]
+struct Batch {
+    keep: Vec<FetchedMessage>,
+    /// Messages of any kind (kept or filtered) since the last flush.
+    len: usize,
+    /// The largest ID covered: every message up to it is in this or an earlier batch.
+    last: Option<u64>,
+}
+
+async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outcome, Failure> {
+    let settings = &env.settings;
+    let bounds = &settings.bounds;
+    let checkpoint = env
+        .writer
+        .send(LoadCheckpoint {
+            channel_id: job.channel_id,
+        })
+        .await
+        .map_err(writer_gone)?
+        .map_err(storage_failure)?;
+    let saved = checkpoint
+        .as_ref()
+        .map_or(0, |c| c.last_message_id.max(0) as u64);
+    let explicit = settings.is_explicit_range();
+    // Explicit bounds choose the start themselves; otherwise resume after the checkpoint.
+    let start = if explicit {
+        bounds.after.unwrap_or(0)
+    } else {
+        saved
+    };
+    // Only a run that starts inside the fetched prefix may extend it: anything else would
+    // claim a gap as fetched.
+    let extends_prefix = start <= saved;
+    if !explicit && saved > 0 {
+        stats.resumed_from_checkpoint = 1;
+        tracing::info!(
+            channel = job.channel_id,
+            "resuming {} after message {saved}",
+            label(job)
+        );
+    }
+
+    let batch_size = settings.fetch.batch_size.max(1);
+    let progress_every = settings.fetch.progress_interval.max(1);
+    let mut cursor = start;
+    let mut left = bounds.limit;
+    let mut batch = Batch::default();
+    let mut processed: u64 = 0;
+    let mut stored: u64 = 0;
+
+    loop {
+        let route = Route::ChannelMessages(job.channel_id);
+        let client = &env.requester.client;
+        let fetched = env
+            .requester
+            .request(route, stats, || {
+                client.messages_after(job.channel_id, cursor, PAGE_LIMIT)
+            })
+            .await;
+        let page = match fetched {
+            Ok(fetched) => fetched.value,
+            Err(failure) => {
+                // Whatever is fetched is committed before giving up (or stopping).
+                flush(env, job, &mut batch, extends_prefix, Some(false), stats).await?;
+                return match failure {
+                    Failure::Interrupted => Ok(Outcome::Interrupted),
+                    other => Err(other),
+                };
+            }
+        };
+        let full_page = page.returned >= usize::from(PAGE_LIMIT);
+        let page_max = page.messages.last().map(|m| m.id);
+        let mut cut = false;
+        for message in page.messages {
+            // A well-behaved server sends only IDs after the cursor; anything else is noise.
+            if message.id <= cursor {
+                continue;
+            }
+            if bounds.before.is_some_and(|before| message.id >= before) || left == Some(0) {
+                cut = true;
+                break;
+            }
+            if let Some(l) = left.as_mut() {
+                *l -= 1;
+            }
+            stats.total_processed += 1;
+            processed += 1;
+            batch.len += 1;
+            batch.last = Some(message.id);
+            match filter::classify(&message, &settings.filters) {
+                Some(skip) => skip.count(stats),
+                None => batch.keep.push(message),
+            }
+            if batch.len >= batch_size {
+                stored += flush(env, job, &mut batch, extends_prefix, Some(false), stats).await?;
+            }
+            if processed % progress_every == 0 {
+                progress(
+                    env,
+                    job,
+                    processed,
+                    stored,
+                    batch.last.unwrap_or(cursor),
+                    false,
+                );
+            }
+        }
+        let at_end = !full_page || page_max.is_none();
+        let done = at_end || cut || left == Some(0);
+        if done {
+            // `complete` means "reached the newest message", which a bounded run may not have.
+            let complete = at_end && !cut;
+            if batch.last.is_none() {
+                batch.last = Some(cursor);
+            }
+            stored += flush(env, job, &mut batch, extends_prefix, Some(complete), stats).await?;
+            progress(
+                env,
+                job,
+                processed,
+                stored,
+                page_max.unwrap_or(cursor).max(cursor),
+                true,
+            );
+            tracing::info!(
+                channel = job.channel_id,
+                "{} done: {processed} messages received, {stored} new",
+                label(job)
+            );
+            return Ok(Outcome::Finished);
+        }
+        cursor = page_max.unwrap_or(cursor).max(cursor);
+        if env.requester.is_shutting_down() {
+            flush(env, job, &mut batch, extends_prefix, Some(false), stats).await?;
+            return Ok(Outcome::Interrupted);
+        }
+    }
+}
+
+/// Commits the batch with its checkpoint; returns how many messages were new.
+async fn flush(
+    env: &FetchEnv,
+    job: &ChannelJob,
+    batch: &mut Batch,
+    extends_prefix: bool,
+    complete: Option<bool>,
+    stats: &mut Stats,
+) -> Result<u64, Failure> {
+    let Some(last) = batch.last else {
+        return Ok(0);
+    };
+    let taken = std::mem::take(batch);
+    let oldest = taken
+        .keep
+        .first()
+        .map(|m| (to_i64(m.id), m.created_at.clone()));
+    let update = CheckpointUpdate {
+        channel_id: to_i64(job.channel_id),
+        last_message_id: extends_prefix.then_some(to_i64(last)),
+        oldest,
+        complete: if extends_prefix { complete } else { None },
+        now: crate::time::now_rfc3339(),
+    };
+    let report = env
+        .writer
+        .send(SaveBatch {
+            channel_id: job.channel_id,
+            guild_id: job.guild_id,
+            messages: taken.keep,
+            checkpoint: update,
+        })
+        .await
+        .map_err(writer_gone)?
+        .map_err(storage_failure)?;
+    stats.batches_saved += 1;
+    stats.successfully_loaded += report.inserted as u64;
+    Ok(report.inserted as u64)
+}
+
+fn progress(
+    env: &FetchEnv,
+    job: &ChannelJob,
+    processed: u64,
+    stored: u64,
+    cursor: u64,
+    done: bool,
+) {
+    env.supervisor.do_send(ProgressEvent {
+        channel_id: job.channel_id,
+        name: job.name.clone(),
+        processed,
+        stored,
+        cursor,
+        newest: job.newest,
+        done,
+    });
+}
+
+fn label(job: &ChannelJob) -> String {
+    match &job.name {
+        Some(name) => format!("#{name}"),
+        None => format!("channel {}", job.channel_id),
+    }
+}
+
+/// The actor around [`archive_channel`]: started by the supervisor, stops when its channel ends.
+pub struct Fetcher {
+    env: Arc<FetchEnv>,
+    job: ChannelJob,
+}
+
+impl Fetcher {
+    pub fn new(env: Arc<FetchEnv>, job: ChannelJob) -> Self {
+        Fetcher { env, job }
+    }
+}
+
+/// Reports the outcome to the supervisor exactly once: when the work ends, or, if the fetcher
+/// panics or is dropped, from `Drop` while unwinding.
+struct DoneGuard {
+    supervisor: Addr<Supervisor>,
+    channel_id: u64,
+    stats: Stats,
+    sent: bool,
+}
+
+impl DoneGuard {
+    fn send(&mut self, outcome: Outcome) {
+        self.sent = true;
+        self.supervisor.do_send(FetcherDone {
+            channel_id: self.channel_id,
+            outcome,
+            stats: std::mem::take(&mut self.stats),
+        });
+    }
+}
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        if !self.sent {
+            let why = if std::thread::panicking() {
+                "the fetcher panicked"
+            } else {
+                "the fetcher was stopped"
+            };
+            self.send(Outcome::Failed(why.into()));
+        }
+    }
+}
+
+impl Actor for Fetcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let env = self.env.clone();
+        let job = self.job.clone();
+        let mut guard = DoneGuard {
+            supervisor: env.supervisor.clone(),
+            channel_id: job.channel_id,
+            stats: Stats::default(),
+            sent: false,
+        };
+        let work = async move {
+            crate::faults::maybe_panic(job.channel_id);
+            let outcome = archive_channel(&env, &job, &mut guard.stats).await;
+            guard.send(outcome);
+        };
+        ctx.spawn(work.into_actor(self).map(|(), _, ctx| ctx.stop()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let cap = Duration::from_secs(60);
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(n, cap).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(backoff(1000, cap), cap);
+        assert_eq!(
+            backoff(3, Duration::from_millis(10)),
+            Duration::from_millis(10)
+        );
+    }
+
+    #[test]
+    fn skip_reasons_say_what_happened() {
+        assert!(skip_reason(&ApiError::NoAccess { code: 50001 }).contains("missing access"));
+        assert!(skip_reason(&ApiError::NoAccess { code: 50013 }).contains("permissions"));
+        assert!(skip_reason(&ApiError::NotFound { code: 10003 }).contains("unknown channel"));
+    }
+}

@@ -1,0 +1,125 @@
+//! The messages between the actors, each declaring its reply type.
+
+use super::rate_limiter::{Feedback, Permit};
+use crate::discord::{FetchedMessage, Route};
+use crate::stats::Stats;
+use crate::storage::models::{ChannelRow, CheckpointRow};
+use crate::storage::queries::CheckpointUpdate;
+use crate::storage::StorageError;
+use actix::prelude::*;
+
+/// Fetcher → rate limiter: wait for the global bucket and the route's bucket, then go.
+#[derive(Message)]
+#[rtype(result = "Permit")]
+pub struct Acquire {
+    pub route: Route,
+}
+
+/// Permit → rate limiter: the request finished; here is what the response said.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Release {
+    pub route: Route,
+    pub feedback: Feedback,
+}
+
+/// Fetcher → writer: store these messages and move the checkpoint, in one transaction.
+/// The reply comes after commit.
+#[derive(Message)]
+#[rtype(result = "Result<SaveReport, StorageError>")]
+pub struct SaveBatch {
+    pub channel_id: u64,
+    pub guild_id: Option<u64>,
+    /// Only the messages to store (filtered ones are already dropped), oldest first.
+    pub messages: Vec<FetchedMessage>,
+    pub checkpoint: CheckpointUpdate,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SaveReport {
+    pub inserted: usize,
+}
+
+/// Fetcher → writer: where did this channel stop last time?
+#[derive(Message)]
+#[rtype(result = "Result<Option<CheckpointRow>, StorageError>")]
+pub struct LoadCheckpoint {
+    pub channel_id: u64,
+}
+
+/// Discovery → writer: remember what the listings said about these channels.
+#[derive(Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct RecordChannels(pub Vec<ChannelRow>);
+
+/// Discovery → writer: the channels the archive already knows (to skip lookups).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<ChannelRow>, StorageError>")]
+pub struct LoadChannels;
+
+/// App → writer: open a row in `runs`.
+#[derive(Message)]
+#[rtype(result = "Result<i32, StorageError>")]
+pub struct StartRun {
+    pub command: String,
+}
+
+/// App → writer: close the run's row with its statistics.
+#[derive(Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct FinishRun {
+    pub run_id: i32,
+    pub exit_code: i32,
+    pub stats_json: String,
+}
+
+/// How one fetcher's attempt at a channel ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Finished,
+    /// No access / unknown channel: recorded and not retried.
+    Skipped(String),
+    /// Retries exhausted, a panic, a writer error for its batch: the supervisor may restart it.
+    Failed(String),
+    /// Shutdown was requested; everything fetched was committed.
+    Interrupted,
+    /// The whole run must stop (401, Cloudflare ban, storage failure).
+    Abort(AbortReason),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AbortReason {
+    Unauthorized,
+    Cloudflare,
+    Storage(String),
+}
+
+/// Fetcher → supervisor: a channel attempt ended (sent exactly once, even on panic).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FetcherDone {
+    pub channel_id: u64,
+    pub outcome: Outcome,
+    pub stats: Stats,
+}
+
+/// Fetcher → supervisor → subscribers: a channel made progress.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ProgressEvent {
+    pub channel_id: u64,
+    pub name: Option<String>,
+    /// Messages received for this channel in this run (stored or filtered).
+    pub processed: u64,
+    pub stored: u64,
+    /// The largest message ID fetched so far.
+    pub cursor: u64,
+    /// The channel's newest message ID, when the listing told us.
+    pub newest: Option<u64>,
+    pub done: bool,
+}
+
+/// App → supervisor: stop (Ctrl-C, SIGTERM): no new requests, commit what was fetched.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;

@@ -1,0 +1,7 @@
+//! The actors of a run: supervisor, fetchers, rate limiter and writer, and the messages between them.
+
+pub mod fetcher;
+pub mod messages;
+pub mod rate_limiter;
+pub mod supervisor;
+pub mod writer;

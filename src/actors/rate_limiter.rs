@@ -1,0 +1,428 @@
+//! The rate-limiter actor: one global governor bucket plus per-route buckets learned from headers.
+//!
+//! Every request of the run (discovery and pages alike) takes a [`Permit`] here first and hands
+//! the response's rate-limit feedback back when it completes. Waiting happens in the reply
+//! future, never in the actor, so the actor stays free to answer other fetchers.
+
+use super::messages::{Acquire, Release};
+use crate::discord::{RateLimitHeaders, Route};
+use actix::prelude::*;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter as Governor};
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// Headroom against arrival jitter: a server counting requests in a strict sliding second
+/// must never see more than the limit, even when two requests' latencies differ.
+const GLOBAL_SAFETY: f64 = 0.99;
+/// Sent this much after a bucket's announced reset, so rounding never puts us early.
+const RESET_MARGIN: Duration = Duration::from_millis(20);
+/// Two resets closer than this belong to the same window (reset-after is rounded).
+const SAME_WINDOW: Duration = Duration::from_millis(250);
+
+/// What a completed request tells the limiter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Feedback {
+    /// No usable information (a transport error, a 5xx, a dropped permit).
+    Nothing,
+    Headers(RateLimitHeaders),
+    RateLimited {
+        retry_after: f64,
+        global: bool,
+    },
+}
+
+/// The right to send one request now. Complete it with the response's feedback; dropping it
+/// uncompleted (a cancelled or panicking fetcher) frees the bucket all the same.
+#[must_use = "a permit must be completed with the response's rate-limit feedback"]
+pub struct Permit {
+    route: Route,
+    limiter: Addr<RateLimiter>,
+    done: bool,
+}
+
+impl Permit {
+    pub fn complete(mut self, feedback: Feedback) {
+        self.done = true;
+        self.limiter.do_send(Release {
+            route: self.route,
+            feedback,
+        });
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.limiter.do_send(Release {
+                route: self.route,
+                feedback: Feedback::Nothing,
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Permit({})", self.route)
+    }
+}
+
+/// What we know of one route's bucket.
+#[derive(Debug, Default)]
+struct Bucket {
+    limit: Option<u32>,
+    /// Requests the bucket still allows in its current window, counting grants not yet
+    /// answered; `None` until a response says.
+    remaining: Option<u32>,
+    reset_at: Option<Instant>,
+    /// No request of this bucket may start before this (a reset or a 429's retry_after).
+    not_before: Option<Instant>,
+    in_flight: u32,
+    /// Fetchers waiting for their turn, first come first served. A dropped receiver means the
+    /// fetcher gave up waiting.
+    waiters: VecDeque<oneshot::Sender<Instant>>,
+}
+
+impl Bucket {
+    /// One request at a time until headers say more may run at once.
+    fn can_grant(&self, now: Instant) -> bool {
+        self.in_flight == 0
+            || (self.remaining.is_some_and(|r| r > 0) && self.reset_at.is_some_and(|r| r > now))
+    }
+
+    /// Takes a slot; returns when the request may start.
+    fn grant(&mut self, now: Instant) -> Instant {
+        if self.reset_at.is_some_and(|r| now >= r) {
+            // The window we knew of is over: a fresh one holds `limit` (if known).
+            self.remaining = self.limit;
+            self.reset_at = None;
+        }
+        let mut at = now.max(self.not_before.unwrap_or(now));
+        match self.remaining {
+            Some(0) => {
+                let reset = self.reset_at.unwrap_or(now) + RESET_MARGIN;
+                at = at.max(reset);
+                self.not_before = Some(reset);
+                self.remaining = self.limit.map(|l| l.saturating_sub(1));
+                self.reset_at = None;
+            }
+            Some(r) => self.remaining = Some(r - 1),
+            None => {}
+        }
+        self.in_flight += 1;
+        at
+    }
+
+    fn learn(&mut self, h: &RateLimitHeaders, now: Instant, cap: Duration) {
+        let (Some(remaining), Some(reset_after)) = (h.remaining, h.reset_after) else {
+            return;
+        };
+        if let Some(limit) = h.limit {
+            self.limit = Some(limit);
+        }
+        // Absurd reset values are not enforced in practice; waiting on them would stall us.
+        let reset = now + Duration::from_secs_f64(reset_after).min(cap);
+        // Requests still out were counted by the server or will be: assume the worst.
+        let remaining = remaining.saturating_sub(self.in_flight);
+        let same_window = self
+            .reset_at
+            .is_some_and(|known| reset < known + SAME_WINDOW);
+        if same_window {
+            self.remaining = Some(self.remaining.map_or(remaining, |r| r.min(remaining)));
+        } else {
+            self.remaining = Some(remaining);
+            self.reset_at = Some(reset);
+        }
+    }
+}
+
+/// Counters the supervisor reports at the end of a run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LimiterStats {
+    pub granted: u64,
+    pub rate_limited: u64,
+    pub global_pauses: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "LimiterStats")]
+pub struct GetStats;
+
+pub struct RateLimiter {
+    /// The global bucket, shared with the reply futures that wait on it.
+    global: Arc<DefaultDirectRateLimiter>,
+    /// Until when a global 429 stops every request. Shared with waiting reply futures (all on
+    /// this actor's thread), which check it again after each wait.
+    paused_until: Rc<Cell<Instant>>,
+    buckets: HashMap<Route, Bucket>,
+    /// Cap on waits announced by headers (not on a 429's retry_after, which is obeyed).
+    reset_cap: Duration,
+    stats: LimiterStats,
+}
+
+impl RateLimiter {
+    /// `per_second` may be fractional and above 50 (large bots are granted more).
+    pub fn new(per_second: f64, reset_cap: Duration) -> Self {
+        RateLimiter {
+            global: Arc::new(Governor::direct(global_quota(per_second))),
+            paused_until: Rc::new(Cell::new(Instant::now())),
+            buckets: HashMap::new(),
+            reset_cap,
+            stats: LimiterStats::default(),
+        }
+    }
+
+    fn wake_waiters(&mut self, route: Route) {
+        let now = Instant::now();
+        let Some(bucket) = self.buckets.get_mut(&route) else {
+            return;
+        };
+        while bucket.can_grant(now) {
+            let Some(waiter) = bucket.waiters.pop_front() else {
+                break;
+            };
+            let at = bucket.grant(now);
+            if waiter.send(at).is_err() {
+                // The fetcher stopped waiting: give the slot back.
+                bucket.in_flight -= 1;
+                if let Some(r) = bucket.remaining.as_mut() {
+                    *r += 1;
+                }
+            }
+        }
+        if bucket.in_flight == 0 && bucket.waiters.is_empty() && bucket.reset_at.is_none() {
+            self.buckets.remove(&route);
+        }
+    }
+}
+
+/// One request per `1 / rate` seconds with a burst of one: no sliding second ever holds more
+/// than `rate` requests (governor's default burst of `rate` would allow about twice that
+/// across a second boundary).
+fn global_quota(per_second: f64) -> Quota {
+    let period = Duration::from_secs_f64(1.0 / (per_second * GLOBAL_SAFETY));
+    Quota::with_period(period.max(Duration::from_nanos(1)))
+        .expect("period is positive")
+        .allow_burst(NonZeroU32::MIN)
+}
+
+impl Actor for RateLimiter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Fetchers are many; the limiter must never be the mailbox that fills up.
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+impl Handler<Acquire> for RateLimiter {
+    type Result = ResponseFuture<Permit>;
+
+    fn handle(&mut self, msg: Acquire, ctx: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
+        let bucket = self.buckets.entry(msg.route).or_default();
+        let turn = if bucket.waiters.is_empty() && bucket.can_grant(now) {
+            Ok(bucket.grant(now))
+        } else {
+            let (tx, rx) = oneshot::channel();
+            bucket.waiters.push_back(tx);
+            Err(rx)
+        };
+        self.stats.granted += 1;
+        let permit = Permit {
+            route: msg.route,
+            limiter: ctx.address(),
+            done: false,
+        };
+        let global = self.global.clone();
+        let paused = self.paused_until.clone();
+        Box::pin(async move {
+            let at = match turn {
+                Ok(at) => at,
+                // The limiter only drops a waiter when it stops; go on without waiting.
+                Err(rx) => rx.await.unwrap_or_else(|_| Instant::now()),
+            };
+            // Created before any wait: if this future is dropped, the slot is released.
+            let permit = permit;
+            tokio::time::sleep_until(at).await;
+            loop {
+                let pause = paused.get();
+                if pause > Instant::now() {
+                    tokio::time::sleep_until(pause).await;
+                    continue;
+                }
+                match global.check() {
+                    Ok(()) => break,
+                    Err(not_until) => {
+                        let wait = not_until.wait_time_from(DefaultClock::default().now());
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+            permit
+        })
+    }
+}
+
+impl Handler<Release> for RateLimiter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Release, _ctx: &mut Self::Context) {
+        let now = Instant::now();
+        let bucket = self.buckets.entry(msg.route).or_default();
+        bucket.in_flight = bucket.in_flight.saturating_sub(1);
+        match &msg.feedback {
+            Feedback::Nothing => {}
+            Feedback::Headers(h) => bucket.learn(h, now, self.reset_cap),
+            Feedback::RateLimited {
+                retry_after,
+                global,
+            } => {
+                self.stats.rate_limited += 1;
+                // A 429's retry_after is obeyed in full: retrying earlier only earns another.
+                let until = now + Duration::from_secs_f64(*retry_after) + RESET_MARGIN;
+                if *global {
+                    self.stats.global_pauses += 1;
+                    if until > self.paused_until.get() {
+                        self.paused_until.set(until);
+                    }
+                } else {
+                    bucket.remaining = Some(0);
+                    bucket.reset_at = Some(until);
+                    bucket.not_before = Some(bucket.not_before.map_or(until, |t| t.max(until)));
+                }
+            }
+        }
+        self.wake_waiters(msg.route);
+    }
+}
+
+impl Handler<GetStats> for RateLimiter {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(limit: u32, remaining: u32, reset_after: f64) -> RateLimitHeaders {
+        RateLimitHeaders {
+            limit: Some(limit),
+            remaining: Some(remaining),
+            reset_after: Some(reset_after),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn unknown_buckets_allow_one_request_at_a_time() {
+        let now = Instant::now();
+        let mut b = Bucket::default();
+        assert!(b.can_grant(now));
+        assert_eq!(b.grant(now), now);
+        assert!(!b.can_grant(now));
+    }
+
+    #[test]
+    fn known_remaining_allows_parallel_requests_until_exhausted() {
+        let now = Instant::now();
+        let cap = Duration::from_secs(60);
+        let mut b = Bucket::default();
+        b.grant(now);
+        b.in_flight -= 1;
+        b.learn(&headers(5, 3, 5.0), now, cap);
+        let mut granted = 0;
+        while b.can_grant(now) {
+            assert_eq!(b.grant(now), now);
+            granted += 1;
+        }
+        // Three left in the window, and we may not go beyond.
+        assert_eq!(granted, 3);
+        assert_eq!(b.remaining, Some(0));
+    }
+
+    #[test]
+    fn exhausted_buckets_wait_for_the_reset() {
+        let now = Instant::now();
+        let mut b = Bucket::default();
+        b.grant(now);
+        b.in_flight -= 1;
+        b.learn(&headers(5, 0, 2.5), now, Duration::from_secs(60));
+        let at = b.grant(now);
+        assert_eq!(at, now + Duration::from_millis(2500) + RESET_MARGIN);
+        // The next window is assumed full again, minus the request just granted.
+        assert_eq!(b.remaining, Some(4));
+    }
+
+    #[test]
+    fn absurd_resets_are_capped() {
+        let now = Instant::now();
+        let mut b = Bucket::default();
+        b.learn(&headers(5, 0, 1e9), now, Duration::from_secs(60));
+        assert_eq!(b.reset_at, Some(now + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn out_of_order_responses_never_raise_remaining_within_a_window() {
+        let now = Instant::now();
+        let cap = Duration::from_secs(60);
+        let mut b = Bucket::default();
+        b.learn(&headers(5, 1, 4.0), now, cap);
+        // A slower response from earlier in the same window says more remain: ignore it.
+        b.learn(&headers(5, 3, 4.1), now, cap);
+        assert_eq!(b.remaining, Some(1));
+        // A new window (reset far later) replaces the estimate.
+        b.learn(&headers(5, 4, 9.0), now, cap);
+        assert_eq!(b.remaining, Some(4));
+    }
+
+    #[test]
+    fn global_quota_never_exceeds_the_rate_in_any_second() {
+        use governor::clock::FakeRelativeClock;
+        for rate in [50.0, 500.0, 7.5] {
+            let clock = FakeRelativeClock::default();
+            let limiter = Governor::direct_with_clock(global_quota(rate), clock.clone());
+            // Take every token as soon as it is available for three seconds.
+            let mut times = Vec::new();
+            let step = Duration::from_micros(100);
+            let mut t = Duration::ZERO;
+            while t < Duration::from_secs(3) {
+                if limiter.check().is_ok() {
+                    times.push(t);
+                }
+                clock.advance(step);
+                t += step;
+            }
+            let max_in_window = times
+                .iter()
+                .enumerate()
+                .map(|(i, start)| {
+                    times[i..]
+                        .iter()
+                        .take_while(|t| **t < *start + Duration::from_secs(1))
+                        .count()
+                })
+                .max()
+                .unwrap();
+            assert!(
+                max_in_window as f64 <= rate,
+                "{rate}/s: {max_in_window} in one second"
+            );
+            assert!(
+                max_in_window as f64 >= (rate * 0.97).floor(),
+                "{rate}/s: only {max_in_window}"
+            );
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The writer actor: the one thread (an actix `SyncArbiter`) that owns the SQLite connection.
+//!
+//! Every batch is one IMMEDIATE transaction holding its messages and the checkpoint that
+//! covers them, and the reply is sent only after commit: a fetcher that has its reply knows
+//! its batch is durable, and a crash at any moment leaves checkpoint and rows consistent.
+
+use super::messages::{
+    FinishRun, LoadChannels, LoadCheckpoint, RecordChannels, SaveBatch, SaveReport, StartRun,
+};
+use crate::storage::models::{ChannelRow, CheckpointRow, NewMessage};
+use crate::storage::{queries, Archive, StorageError};
+use actix::prelude::*;
+use std::sync::{Arc, Mutex};
+
+pub struct Writer {
+    archive: Archive,
+    /// Test hook: after this many committed batches, refuse every later one, as if the
+    /// process had been killed right after that commit.
+    halt_after: Option<u64>,
+    committed: u64,
+}
+
+impl Writer {
+    /// Starts the writer thread with an archive opened (and checked) beforehand, so that a bad
+    /// database stops the run before any request is made.
+    pub fn start(archive: Archive, halt_after: Option<u64>) -> Addr<Writer> {
+        // SyncArbiter wants a factory it may call again; the archive can only be handed over once.
+        let slot = Arc::new(Mutex::new(Some(archive)));
+        SyncArbiter::start(1, move || Writer {
+            archive: slot
+                .lock()
+                .expect("writer factory lock")
+                .take()
+                .expect("the writer thread starts once"),
+            halt_after,
+            committed: 0,
+        })
+    }
+
+    fn err(&self, context: &'static str) -> impl FnOnce(diesel::result::Error) -> StorageError {
+        let path = self.archive.path.clone();
+        move |source| StorageError::Sqlite {
+            path,
+            context,
+            source,
+        }
+    }
+}
+
+impl Actor for Writer {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<SaveBatch> for Writer {
+    type Result = Result<SaveReport, StorageError>;
+
+    fn handle(&mut self, batch: SaveBatch, _ctx: &mut Self::Context) -> Self::Result {
+        if self.halt_after.is_some_and(|n| self.committed >= n) {
+            return Err(StorageError::Halted);
+        }
+        let channel_id = to_i64(batch.channel_id);
+        let guild_id = batch.guild_id.map(to_i64);
+        let rows: Vec<NewMessage<'_>> = batch
+            .messages
+            .iter()
+            .map(|m| NewMessage {
+                id: to_i64(m.id),
+                channel_id,
+                guild_id,
+                author_id: to_i64(m.author_id),
+                author_name: &m.author_name,
+                author_is_bot: m.author_is_bot,
+                content: &m.content,
+                created_at: &m.created_at,
+                edited_at: m.edited_at.as_deref(),
+                message_type: i32::from(m.kind),
+                reference_message_id: m.reference_message_id.map(to_i64),
+                raw_json: m.raw.as_str(),
+            })
+            .collect();
+        let err = self.err("saving a batch");
+        let inserted =
+            queries::save_batch(&mut self.archive.conn, &rows, &batch.checkpoint).map_err(err)?;
+        self.committed += 1;
+        Ok(SaveReport { inserted })
+    }
+}
+
+impl Handler<LoadCheckpoint> for Writer {
+    type Result = Result<Option<CheckpointRow>, StorageError>;
+
+    fn handle(&mut self, msg: LoadCheckpoint, _ctx: &mut Self::Context) -> Self::Result {
+        let err = self.err("reading a checkpoint");
+        queries::load_checkpoint(&mut self.archive.conn, to_i64(msg.channel_id)).map_err(err)
+    }
+}
+
+impl Handler<RecordChannels> for Writer {
+    type Result = Result<(), StorageError>;
+
+    fn handle(&mut self, msg: RecordChannels, _ctx: &mut Self::Context) -> Self::Result {
+        let err = self.err("recording channels");
+        self.archive
+            .conn
+            .immediate_transaction(|conn| {
+                msg.0
+                    .iter()
+                    .try_for_each(|row| queries::upsert_channel(conn, row))
+            })
+            .map_err(err)
+    }
+}
+
+impl Handler<LoadChannels> for Writer {
+    type Result = Result<Vec<ChannelRow>, StorageError>;
+
+    fn handle(&mut self, _: LoadChannels, _ctx: &mut Self::Context) -> Self::Result {
+        let err = self.err("reading channels");
+        queries::load_channels(&mut self.archive.conn).map_err(err)
+    }
+}
+
+impl Handler<StartRun> for Writer {
+    type Result = Result<i32, StorageError>;
+
+    fn handle(&mut self, msg: StartRun, _ctx: &mut Self::Context) -> Self::Result {
+        let err = self.err("recording the run");
+        queries::start_run(
+            &mut self.archive.conn,
+            &crate::time::now_rfc3339(),
+            &msg.command,
+        )
+        .map_err(err)
+    }
+}
+
+impl Handler<FinishRun> for Writer {
+    type Result = Result<(), StorageError>;
+
+    fn handle(&mut self, msg: FinishRun, _ctx: &mut Self::Context) -> Self::Result {
+        let err = self.err("recording the run");
+        queries::finish_run(
+            &mut self.archive.conn,
+            msg.run_id,
+            &crate::time::now_rfc3339(),
+            msg.exit_code,
+            &msg.stats_json,
+        )
+        .map_err(err)
+    }
+}
+
+pub use crate::storage::sql_id as to_i64;

@@ -1,0 +1,416 @@
+//! An archive run end to end: open the archive, check the token, discover the channels,
+//! supervise the fetchers, and report. The library entry point behind `archive` and `demo`.
+
+use crate::actors::fetcher::{skip_reason, ChannelJob, Failure, Requester};
+use crate::actors::messages::{
+    AbortReason, FinishRun, LoadChannels, ProgressEvent, RecordChannels, Shutdown, StartRun,
+};
+use crate::actors::rate_limiter::RateLimiter;
+use crate::actors::supervisor::{StopReason, Supervisor, SupervisorResult};
+use crate::actors::writer::{to_i64, Writer};
+use crate::config::{Settings, Token};
+use crate::discord::{ApiError, ChannelInfo, DiscordClient, Route};
+use crate::stats::{ChannelReport, ChannelStatus, RunReport, Stats};
+use crate::storage::models::ChannelRow;
+use crate::storage::{self, StorageError};
+use actix::prelude::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// Channel types whose messages are fetched directly: text, voice text, announcement, stage.
+const MESSAGE_CHANNEL_KINDS: [u8; 4] = [0, 2, 5, 13];
+
+/// How a run is driven, beyond the user's settings.
+pub struct RunOptions {
+    /// Recorded in the `runs` table.
+    pub command: String,
+    /// Ctrl-C / SIGTERM stop the run gracefully (a second one exits at once).
+    pub handle_signals: bool,
+    /// Progress observers, fed by the supervisor.
+    pub progress: Vec<Recipient<ProgressEvent>>,
+    pub request_timeout: Duration,
+    /// Test hook: refuse every batch after this many commits, as a crash right there would.
+    pub halt_after_batches: Option<u64>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            command: "archive".into(),
+            handle_signals: false,
+            progress: Vec::new(),
+            request_timeout: Duration::from_secs(10),
+            halt_after_batches: None,
+        }
+    }
+}
+
+/// Errors that end a run before any channel was fetched (exit code 2), or a discovery that
+/// failed after its retries (exit code 1).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the bot token was rejected by Discord (HTTP 401): check the token in the environment variable, or create a new one in the developer portal")]
+    Unauthorized,
+    #[error("{0}")]
+    Usage(String),
+    #[error("discovering channels failed: {0}")]
+    Discovery(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Discovery(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// Runs an archive; must be called inside an actix `System`.
+pub async fn archive(
+    settings: Settings,
+    token: Token,
+    options: RunOptions,
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let start_time = crate::time::now_rfc3339();
+    let settings = Arc::new(settings);
+    let archive = storage::open_rw(&settings.database)?;
+    let writer = Writer::start(archive, options.halt_after_batches);
+
+    let client = DiscordClient::new(&token, settings.api_base.as_ref(), options.request_timeout);
+    drop(token);
+    let limiter =
+        RateLimiter::new(settings.rate.global_per_second, settings.rate.backoff_cap).start();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let requester = Requester {
+        client,
+        limiter,
+        rate: settings.rate.clone(),
+        shutdown: shutdown_rx,
+    };
+
+    let mut discovery = Stats::default();
+    check_token(&requester, &mut discovery).await?;
+    // Recorded only once the token is known good: a rejected token leaves the archive as it was.
+    let run_id = writer
+        .send(StartRun {
+            command: options.command.clone(),
+        })
+        .await
+        .map_err(|_| writer_stopped())??;
+    let (jobs, skipped) = discover(&requester, &writer, &settings, &mut discovery).await?;
+    tracing::info!("archiving {} channels", jobs.len());
+
+    let (done_tx, done_rx) = oneshot::channel();
+    let supervisor = Supervisor::new(
+        requester,
+        shutdown_tx,
+        writer.clone(),
+        settings.clone(),
+        jobs,
+        options.progress,
+        done_tx,
+    )
+    .start();
+    if options.handle_signals {
+        actix::spawn(forward_signals(supervisor.clone()));
+    }
+    let result: SupervisorResult = done_rx
+        .await
+        .map_err(|_| RunError::Discovery("the supervisor stopped without a result".into()))?;
+
+    let mut channels = result.channels;
+    channels.extend(skipped.into_iter().map(|r| (r.channel_id, r)));
+    let mut totals = Stats::default();
+    for report in channels.values() {
+        totals.add(&report.stats);
+    }
+    let exit_code = exit_code(&result.stopped, &channels);
+    let report = RunReport {
+        start_time,
+        end_time: crate::time::now_rfc3339(),
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+        exit_code,
+        stopped: result.stopped.as_ref().map(describe_stop),
+        totals,
+        discovery_requests: discovery.requests,
+        channels,
+    };
+    let stats_json = serde_json::to_string(&report).expect("reports serialize");
+    if let Ok(Err(e)) = writer
+        .send(FinishRun {
+            run_id,
+            exit_code,
+            stats_json,
+        })
+        .await
+    {
+        tracing::warn!("could not record the run's statistics: {e}");
+    }
+    Ok(report)
+}
+
+fn writer_stopped() -> RunError {
+    RunError::Discovery("the writer stopped unexpectedly".into())
+}
+
+fn exit_code(stopped: &Option<StopReason>, channels: &BTreeMap<u64, ChannelReport>) -> i32 {
+    match stopped {
+        Some(StopReason::Interrupted) => 130,
+        Some(StopReason::Abort(AbortReason::Unauthorized)) => 2,
+        Some(StopReason::Abort(_)) => 1,
+        None if channels.values().any(|c| {
+            !matches!(
+                c.status,
+                ChannelStatus::Finished | ChannelStatus::Skipped(_)
+            )
+        }) =>
+        {
+            1
+        }
+        None => 0,
+    }
+}
+
+pub fn describe_stop(reason: &StopReason) -> String {
+    match reason {
+        StopReason::Interrupted => "interrupted; everything fetched was saved".into(),
+        StopReason::Abort(AbortReason::Unauthorized) => {
+            "the bot token was rejected mid-run (HTTP 401); everything fetched was saved".into()
+        }
+        StopReason::Abort(AbortReason::Cloudflare) => {
+            "Cloudflare is blocking this IP (HTML 429); wait before running again".into()
+        }
+        StopReason::Abort(AbortReason::Storage(why)) => format!("storage failed: {why}"),
+    }
+}
+
+/// Ctrl-C or SIGTERM: stop gracefully; a second one: exit at once (SQLite stays consistent:
+/// every batch is a transaction).
+async fn forward_signals(supervisor: Addr<Supervisor>) {
+    wait_for_signal().await;
+    eprintln!("interrupted: saving what was fetched (press Ctrl-C again to exit at once)");
+    supervisor.do_send(Shutdown);
+    wait_for_signal().await;
+    eprintln!("interrupted twice: exiting now");
+    std::process::exit(130);
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A bad token stops the run here, before a single channel is touched.
+async fn check_token(requester: &Requester, stats: &mut Stats) -> Result<(), RunError> {
+    let client = &requester.client;
+    match requester
+        .request(Route::CurrentUser, stats, || client.current_user())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(Failure::Api(ApiError::Unauthorized)) => Err(RunError::Unauthorized),
+        Err(Failure::Interrupted) => Err(RunError::Usage("interrupted".into())),
+        Err(f) => Err(RunError::Discovery(failure_text(&f))),
+    }
+}
+
+fn failure_text(f: &Failure) -> String {
+    match f {
+        Failure::Api(e) | Failure::Exhausted(e) => e.to_string(),
+        Failure::Interrupted => "interrupted".into(),
+        Failure::Storage(why, _) => why.clone(),
+    }
+}
+
+fn row(info: &ChannelInfo, skip_reason: Option<String>) -> ChannelRow {
+    ChannelRow {
+        id: to_i64(info.id),
+        guild_id: info.guild_id.map(to_i64),
+        name: info.name.clone(),
+        kind: i32::from(info.kind),
+        parent_id: info.parent_id.map(to_i64),
+        last_message_id: info.last_message_id.map(to_i64),
+        skip_reason,
+        updated_at: crate::time::now_rfc3339(),
+    }
+}
+
+fn job(info: &ChannelInfo, guild_id: Option<u64>) -> ChannelJob {
+    ChannelJob {
+        channel_id: info.id,
+        guild_id: info.guild_id.or(guild_id),
+        name: info.name.clone(),
+        kind: info.kind,
+        newest: info.last_message_id,
+    }
+}
+
+fn skipped_report(channel_id: u64, name: Option<String>, reason: String) -> ChannelReport {
+    ChannelReport {
+        channel_id,
+        name,
+        status: ChannelStatus::Skipped(reason),
+        stats: Stats::default(),
+    }
+}
+
+/// Finds the channels to archive: every message channel of each guild, plus the listed ones.
+async fn discover(
+    requester: &Requester,
+    writer: &Addr<Writer>,
+    settings: &Settings,
+    stats: &mut Stats,
+) -> Result<(Vec<ChannelJob>, Vec<ChannelReport>), RunError> {
+    let known: HashMap<u64, ChannelRow> = writer
+        .send(LoadChannels)
+        .await
+        .map_err(|_| writer_stopped())??
+        .into_iter()
+        .map(|row| (row.id as u64, row))
+        .collect();
+    let client = &requester.client;
+    let mut jobs = Vec::new();
+    let mut skipped = Vec::new();
+    let mut rows = Vec::new();
+    let mut seen = HashSet::new();
+
+    for guild in &settings.guilds {
+        let listed = requester
+            .request(Route::GuildChannels(guild.id), stats, || {
+                client.guild_channels(guild.id)
+            })
+            .await;
+        let channels = match listed {
+            Ok(fetched) => fetched.value,
+            Err(Failure::Api(ApiError::Unauthorized)) => return Err(RunError::Unauthorized),
+            Err(Failure::Api(ApiError::NotFound { .. } | ApiError::NoAccess { .. })) => {
+                return Err(RunError::Usage(format!(
+                    "guild {}: unknown, or the bot is not a member of it; check the ID and invite the bot",
+                    guild.id
+                )))
+            }
+            Err(f) => return Err(RunError::Discovery(failure_text(&f))),
+        };
+        for info in &channels {
+            rows.push(row(info, None));
+            let wanted = MESSAGE_CHANNEL_KINDS.contains(&info.kind)
+                && !guild.exclude_channels.contains(&info.id);
+            if wanted && seen.insert(info.id) {
+                jobs.push(job(info, Some(guild.id)));
+            }
+        }
+    }
+
+    for &channel_id in &settings.channels {
+        if !seen.insert(channel_id) {
+            continue;
+        }
+        // A channel the archive already knows needs no lookup: its messages tell the rest.
+        if let Some(row) = known.get(&channel_id) {
+            jobs.push(ChannelJob {
+                channel_id,
+                guild_id: row.guild_id.map(|g| g as u64),
+                name: row.name.clone(),
+                kind: row.kind as u8,
+                newest: None,
+            });
+            continue;
+        }
+        let looked_up = requester
+            .request(Route::Channel(channel_id), stats, || {
+                client.channel(channel_id)
+            })
+            .await;
+        match looked_up {
+            Ok(fetched) => {
+                rows.push(row(&fetched.value, None));
+                jobs.push(job(&fetched.value, None));
+            }
+            Err(Failure::Api(ApiError::Unauthorized)) => return Err(RunError::Unauthorized),
+            Err(Failure::Api(e @ (ApiError::NotFound { .. } | ApiError::NoAccess { .. }))) => {
+                let reason = skip_reason(&e);
+                tracing::warn!(channel = channel_id, "skipped: {reason}");
+                rows.push(ChannelRow {
+                    id: to_i64(channel_id),
+                    guild_id: None,
+                    name: None,
+                    kind: 0,
+                    parent_id: None,
+                    last_message_id: None,
+                    skip_reason: Some(reason.clone()),
+                    updated_at: crate::time::now_rfc3339(),
+                });
+                skipped.push(skipped_report(channel_id, None, reason));
+            }
+            Err(f) => return Err(RunError::Discovery(failure_text(&f))),
+        }
+    }
+    writer
+        .send(RecordChannels(rows))
+        .await
+        .map_err(|_| writer_stopped())??;
+    Ok((jobs, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(status: ChannelStatus) -> BTreeMap<u64, ChannelReport> {
+        [(
+            1,
+            ChannelReport {
+                channel_id: 1,
+                name: None,
+                status,
+                stats: Stats::default(),
+            },
+        )]
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn exit_codes_follow_the_spec() {
+        assert_eq!(exit_code(&None, &report(ChannelStatus::Finished)), 0);
+        assert_eq!(
+            exit_code(&None, &report(ChannelStatus::Skipped("x".into()))),
+            0
+        );
+        assert_eq!(
+            exit_code(&None, &report(ChannelStatus::Failed("x".into()))),
+            1
+        );
+        assert_eq!(
+            exit_code(
+                &Some(StopReason::Interrupted),
+                &report(ChannelStatus::Finished)
+            ),
+            130
+        );
+        assert_eq!(
+            exit_code(
+                &Some(StopReason::Abort(AbortReason::Unauthorized)),
+                &report(ChannelStatus::Finished)
+            ),
+            2
+        );
+    }
+}

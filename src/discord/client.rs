@@ -1,0 +1,139 @@
+//! The twilight-http client, built once per run with the token and the API base.
+//!
+//! twilight's own rate limiter is switched off (`ratelimiter(None)`): our rate-limiter actor
+//! owns all limiting, and twilight 0.16 then makes exactly one request per call and hands back
+//! 429s with their `retry_after` and global flag (later versions retry 429s internally).
+
+use super::error::ApiError;
+use super::headers::RateLimitHeaders;
+use super::page::{self, ChannelInfo, Page};
+use crate::config::{ApiBase, Token};
+use std::sync::Arc;
+use std::time::Duration;
+use twilight_http::Response;
+use twilight_model::id::Id;
+
+/// A clonable handle to the one HTTP client of a run.
+#[derive(Clone)]
+pub struct DiscordClient {
+    http: Arc<twilight_http::Client>,
+}
+
+impl std::fmt::Debug for DiscordClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiscordClient { .. }")
+    }
+}
+
+/// What a successful request returned besides its body.
+#[derive(Debug)]
+pub struct Fetched<T> {
+    pub value: T,
+    pub headers: RateLimitHeaders,
+}
+
+impl DiscordClient {
+    /// Builds the client; call inside the runtime (twilight's connector needs a reactor).
+    pub fn new(token: &Token, api_base: Option<&ApiBase>, timeout: Duration) -> Self {
+        let mut builder = twilight_http::Client::builder()
+            .token(token.expose().to_owned())
+            .ratelimiter(None)
+            .timeout(timeout);
+        if let Some(base) = api_base {
+            builder = builder.proxy(base.host_port.clone(), base.use_http);
+        }
+        DiscordClient {
+            http: Arc::new(builder.build()),
+        }
+    }
+
+    /// `GET /channels/{id}/messages?after=&limit=`: the `limit` messages right after `after`.
+    pub async fn messages_after(
+        &self,
+        channel_id: u64,
+        after: u64,
+        limit: u16,
+    ) -> Result<Fetched<Page>, ApiError> {
+        // twilight's Id cannot be 0; `after=1` is "from the beginning" (no message has ID ≤ 1).
+        let request = self
+            .http
+            .channel_messages(id(channel_id)?)
+            .after(id(after.max(1))?)
+            .limit(limit);
+        let response = request.await.map_err(|e| ApiError::from_http(&e))?;
+        let (headers, body) = read(response).await?;
+        Ok(Fetched {
+            value: page::parse_messages(body)?,
+            headers,
+        })
+    }
+
+    /// `GET /guilds/{id}/channels`: the guild's channels (not its threads).
+    pub async fn guild_channels(
+        &self,
+        guild_id: u64,
+    ) -> Result<Fetched<Vec<ChannelInfo>>, ApiError> {
+        let response = self
+            .http
+            .guild_channels(id(guild_id)?)
+            .await
+            .map_err(|e| ApiError::from_http(&e))?;
+        let (headers, body) = read(response).await?;
+        Ok(Fetched {
+            value: page::parse_channels(&body)?,
+            headers,
+        })
+    }
+
+    /// `GET /channels/{id}`.
+    pub async fn channel(&self, channel_id: u64) -> Result<Fetched<ChannelInfo>, ApiError> {
+        let response = self
+            .http
+            .channel(id(channel_id)?)
+            .await
+            .map_err(|e| ApiError::from_http(&e))?;
+        let (headers, body) = read(response).await?;
+        Ok(Fetched {
+            value: page::parse_channel(&body)?,
+            headers,
+        })
+    }
+
+    /// `GET /users/@me`: proves the token works before anything else happens.
+    pub async fn current_user(&self) -> Result<Fetched<u64>, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Me {
+            id: String,
+        }
+        let response = self
+            .http
+            .current_user()
+            .await
+            .map_err(|e| ApiError::from_http(&e))?;
+        let (headers, body) = read(response).await?;
+        let me: Me = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Transient(format!("malformed user: {e}")))?;
+        let user_id = me
+            .id
+            .parse()
+            .map_err(|_| ApiError::Fatal(format!("user id is not a snowflake: {:?}", me.id)))?;
+        Ok(Fetched {
+            value: user_id,
+            headers,
+        })
+    }
+}
+
+fn id<T>(raw: u64) -> Result<Id<T>, ApiError> {
+    Id::new_checked(raw).ok_or_else(|| ApiError::Fatal("an ID of 0 is not a snowflake".into()))
+}
+
+/// Reads headers and the whole body once; the body is parsed by the caller, never by twilight.
+async fn read<T>(response: Response<T>) -> Result<(RateLimitHeaders, Vec<u8>), ApiError> {
+    let headers = RateLimitHeaders::parse(response.headers());
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| ApiError::Transient(format!("reading the response body: {e}")))?;
+    Ok((headers, body))
+}

@@ -1,0 +1,184 @@
+//! Discord's failures sorted by what the archiver does about them.
+
+use twilight_http::api_error::ApiError as TwilightApiError;
+use twilight_http::error::{Error as HttpError, ErrorType};
+
+/// A failed request, classified. Messages never contain the token (twilight keeps it in a
+/// header and we never echo headers).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 429: wait `retry_after` seconds; `global` pauses every request.
+    #[error("rate limited for {retry_after:.3} s{}", if *.global { " (global)" } else { "" })]
+    RateLimited { retry_after: f64, global: bool },
+    /// 403 with 50001 Missing Access or 50013 Missing Permissions: skip, do not retry.
+    #[error("no access (HTTP 403, code {code})")]
+    NoAccess { code: u64 },
+    /// 404: 10003 Unknown Channel, 10004 Unknown Guild, …: skip, do not retry.
+    #[error("not found (HTTP 404, code {code})")]
+    NotFound { code: u64 },
+    /// 401: the token is invalid or revoked. Stop the whole run at once.
+    #[error("the bot token was rejected (HTTP 401): check DISCORD_TOKEN")]
+    Unauthorized,
+    /// A 429 answered with an HTML page: Cloudflare is blocking this IP. Stop, do not retry.
+    #[error(
+        "blocked by Cloudflare (HTML 429): this IP is temporarily banned; wait before retrying"
+    )]
+    Cloudflare,
+    /// 5xx, timeouts, dropped connections, bodies that are not JSON: retry with backoff.
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// Anything else (400 and the like): a bug or an API change; retrying will not help.
+    #[error("request failed: {0}")]
+    Fatal(String),
+}
+
+impl ApiError {
+    /// Whether Discord counts this response against the invalid-request limit (401, 403, 429).
+    pub fn is_invalid_request(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Unauthorized | ApiError::NoAccess { .. } | ApiError::RateLimited { .. }
+        )
+    }
+
+    pub fn from_http(error: &HttpError) -> Self {
+        match error.kind() {
+            ErrorType::Unauthorized => ApiError::Unauthorized,
+            ErrorType::Response {
+                body,
+                error,
+                status,
+            } => Self::from_response(status.get(), error, body),
+            ErrorType::Parsing { body } => Self::from_unparsable_error_body(body),
+            ErrorType::ServiceUnavailable { .. } => {
+                ApiError::Transient("HTTP 503 service unavailable".into())
+            }
+            ErrorType::RequestTimedOut => ApiError::Transient("request timed out".into()),
+            ErrorType::RequestError | ErrorType::RequestCanceled | ErrorType::ChunkingResponse => {
+                ApiError::Transient(format!("connection error: {}", source_text(error)))
+            }
+            _ => ApiError::Fatal(error.to_string()),
+        }
+    }
+
+    fn from_response(status: u16, error: &TwilightApiError, body: &[u8]) -> Self {
+        let code = match error {
+            TwilightApiError::General(general) => general.code,
+            _ => 0,
+        };
+        match status {
+            401 => ApiError::Unauthorized,
+            403 => ApiError::NoAccess { code },
+            404 => ApiError::NotFound { code },
+            429 => match error {
+                TwilightApiError::Ratelimited(r) => ApiError::RateLimited {
+                    retry_after: sanitize_retry_after(r.retry_after),
+                    global: r.global,
+                },
+                // A 429 without Discord's body: wait a little rather than hammer.
+                _ => ApiError::RateLimited {
+                    retry_after: 1.0,
+                    global: false,
+                },
+            },
+            500..=599 => ApiError::Transient(format!("HTTP {status}: {}", snippet(body))),
+            _ => ApiError::Fatal(format!("HTTP {status}: {}", snippet(body))),
+        }
+    }
+
+    /// twilight reports a non-JSON error body without its status; the body tells the
+    /// Cloudflare ban page (error 1015) from an ordinary HTML 502.
+    fn from_unparsable_error_body(body: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(&body[..body.len().min(8192)]).to_ascii_lowercase();
+        let cloudflare_ban = text.contains("error 1015")
+            || text.contains("error code: 1015")
+            || (text.contains("cloudflare") && text.contains("you are being rate limited"));
+        if cloudflare_ban {
+            ApiError::Cloudflare
+        } else {
+            ApiError::Transient(format!(
+                "error response that is not JSON: {}",
+                snippet(body)
+            ))
+        }
+    }
+}
+
+/// Discord sends float seconds; a negative, NaN or absurd value must not stall or spin us.
+fn sanitize_retry_after(seconds: f64) -> f64 {
+    if seconds.is_finite() && seconds >= 0.0 {
+        seconds.min(24.0 * 3600.0)
+    } else {
+        1.0
+    }
+}
+
+fn source_text(error: &HttpError) -> String {
+    use std::error::Error;
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The first line of a body, short enough for a log line.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    line.chars().take(120).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloudflare_ban_pages_are_told_apart_from_502s() {
+        let ban = b"<!DOCTYPE html><html><head><title>Access denied | discord.com used Cloudflare to restrict access</title></head><body>Error 1015 You are being rate limited</body></html>";
+        assert_eq!(
+            ApiError::from_unparsable_error_body(ban),
+            ApiError::Cloudflare
+        );
+        let bad_gateway = b"<html><head><title>502 Bad Gateway</title></head><body><center>cloudflare</center></body></html>";
+        assert!(matches!(
+            ApiError::from_unparsable_error_body(bad_gateway),
+            ApiError::Transient(_)
+        ));
+    }
+
+    #[test]
+    fn retry_after_is_sane() {
+        assert_eq!(sanitize_retry_after(64.57), 64.57);
+        assert_eq!(sanitize_retry_after(f64::NAN), 1.0);
+        assert_eq!(sanitize_retry_after(-3.0), 1.0);
+        assert_eq!(sanitize_retry_after(1e12), 86_400.0);
+    }
+
+    #[test]
+    fn invalid_requests_are_401_403_429() {
+        assert!(ApiError::Unauthorized.is_invalid_request());
+        assert!(ApiError::NoAccess { code: 50001 }.is_invalid_request());
+        assert!(ApiError::RateLimited {
+            retry_after: 1.0,
+            global: false
+        }
+        .is_invalid_request());
+        assert!(!ApiError::NotFound { code: 10003 }.is_invalid_request());
+        assert!(!ApiError::Transient("x".into()).is_invalid_request());
+    }
+
+    #[test]
+    fn snippets_are_short_single_lines() {
+        assert_eq!(snippet(b"\n  <html>\n<body>"), "<html>");
+        assert_eq!(snippet(&[b'a'; 500]).len(), 120);
+    }
+}

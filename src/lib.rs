@@ -1,0 +1,49 @@
+//! discord-archiver: archive Discord message history into SQLite, fast and safely.
+//!
+//! # Architecture
+//!
+//! ```text
+//!                 ┌──────────────┐  Acquire → Permit     ┌──────────────┐
+//!   app::archive ─┤  Supervisor  │                       │ RateLimiter  │ governor global bucket
+//!   (discovery)   │ (one actor)  │   ┌──────────┐ ─────► │ (one actor)  │ + per-route buckets
+//!                 │              ├──►│ Fetcher  │ ◄───── │              │   learned from headers
+//!                 │ restarts,    │   │ one per  │ Release(feedback)     └──────────────┘
+//!                 │ outcomes,    │◄──┤ channel  │
+//!                 │ progress     │   └────┬─────┘ SaveBatch (send().await: backpressure)
+//!                 └──────────────┘        ▼
+//!                                   ┌──────────┐  one IMMEDIATE transaction per batch:
+//!                                   │  Writer  │  INSERT OR IGNORE rows + checkpoint upsert
+//!                                   │SyncArbiter(1)│ → SQLite (WAL)
+//!                                   └──────────┘
+//! ```
+//!
+//! - [`app`]: a run end to end: open the archive, check the token, discover channels, start
+//!   the actors, collect the [`stats::RunReport`].
+//! - [`actors::supervisor`]: spawns a [`actors::fetcher::Fetcher`] per channel (bounded
+//!   concurrency), restarts failed ones with backoff, fans out [`actors::messages::ProgressEvent`]s,
+//!   and stops everyone on [`actors::messages::Shutdown`].
+//! - [`actors::fetcher`]: pages one channel oldest first (`after` cursor), filters, batches,
+//!   and awaits each commit before the next page.
+//! - [`actors::rate_limiter`]: every request takes a [`actors::rate_limiter::Permit`] and
+//!   returns the response's rate-limit feedback with it.
+//! - [`actors::writer`]: owns the SQLite connection on its own thread.
+//! - [`discord`]: the only HTTP code (twilight-http), pages with raw JSON kept, errors classified.
+//! - [`storage`]: schema, migrations, queries; opening refuses files that are not ours.
+//! - [`config`], [`cli`], [`time`], [`filter`], [`stats`], [`report`]: settings, arguments,
+//!   snowflake/time math, the seed's filters, statistics, and what the user sees.
+//! - [`simulator`]: a Discord REST stand-in for tests, `demo` and `simulate`; it imports
+//!   nothing from the archiver.
+
+pub mod actors;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod discord;
+pub mod export;
+pub mod faults;
+pub mod filter;
+pub mod report;
+pub mod simulator;
+pub mod stats;
+pub mod storage;
+pub mod time;

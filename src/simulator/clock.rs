@@ -1,0 +1,154 @@
+//! Snowflakes and Discord's timestamp text (`2024-05-01T12:34:56.789000+00:00`), without a date crate.
+
+use std::fmt::Write as _;
+
+/// Discord's epoch (2015-01-01T00:00:00Z) in Unix milliseconds; snowflakes count from it.
+pub const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
+
+/// Builds a snowflake: `ms since DISCORD_EPOCH << 22 | worker << 17 | process << 12 | increment`.
+/// Times before the Discord epoch are clamped to it (Discord has none).
+pub const fn snowflake(unix_ms: u64, worker: u8, process: u8, increment: u16) -> u64 {
+    let since = unix_ms.saturating_sub(DISCORD_EPOCH_MS);
+    (since << 22)
+        | (((worker & 0x1F) as u64) << 17)
+        | (((process & 0x1F) as u64) << 12)
+        | ((increment & 0xFFF) as u64)
+}
+
+/// The creation time encoded in a snowflake, in Unix milliseconds.
+pub const fn snowflake_unix_ms(id: u64) -> u64 {
+    (id >> 22) + DISCORD_EPOCH_MS
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+pub const fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`]: `(year, month, day)`.
+pub const fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Unix milliseconds of a UTC calendar time (for presets and tests).
+pub const fn unix_ms(y: i64, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> u64 {
+    let days = days_from_civil(y, m, d);
+    ((days * 86_400 + (hh * 3600 + mm * 60 + ss) as i64) * 1000) as u64
+}
+
+/// Appends a timestamp the way Discord writes them: microseconds, explicit `+00:00`.
+pub fn write_timestamp(out: &mut String, unix_micros: u64) {
+    let secs = unix_micros / 1_000_000;
+    let micros = unix_micros % 1_000_000;
+    let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
+    let sod = secs % 86_400;
+    let _ = write!(
+        out,
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}+00:00",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    );
+}
+
+/// A message timestamp: snowflakes carry milliseconds, so the last three digits are `000`.
+pub fn write_timestamp_ms(out: &mut String, unix_ms: u64) {
+    write_timestamp(out, unix_ms * 1000);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(micros: u64) -> String {
+        let mut s = String::new();
+        write_timestamp(&mut s, micros);
+        s
+    }
+
+    #[test]
+    fn snowflake_layout() {
+        // The example from Discord's documentation: 175928847299117063 is 2016-04-30 11:18:25.796 UTC,
+        // worker 1, process 0, increment 7.
+        let id = 175_928_847_299_117_063u64;
+        assert_eq!(snowflake_unix_ms(id), 1_462_015_105_796);
+        assert_eq!(snowflake(1_462_015_105_796, 1, 0, 7), id);
+        // Fields do not bleed into each other.
+        let s = snowflake(DISCORD_EPOCH_MS + 1, 31, 31, 4095);
+        assert_eq!(s, (1 << 22) | (31 << 17) | (31 << 12) | 4095);
+        assert_eq!(snowflake(0, 0, 0, 0), 0, "pre-epoch times clamp");
+    }
+
+    #[test]
+    fn snowflakes_are_monotonic_in_time() {
+        let mut prev = 0;
+        for ms in (DISCORD_EPOCH_MS..DISCORD_EPOCH_MS + 5000).step_by(7) {
+            // The low 22 bits never outweigh one millisecond.
+            let lo = snowflake(ms, 31, 31, 4095);
+            let hi = snowflake(ms + 1, 0, 0, 0);
+            assert!(lo < hi);
+            assert!(lo > prev);
+            prev = lo;
+        }
+    }
+
+    #[test]
+    fn civil_round_trip() {
+        for z in (-800_000..800_000).step_by(997) {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(civil_from_days(days_from_civil(2000, 2, 29)), (2000, 2, 29));
+    }
+
+    #[test]
+    fn timestamp_format() {
+        assert_eq!(ts(0), "1970-01-01T00:00:00.000000+00:00");
+        let ms = unix_ms(2024, 5, 1, 12, 34, 56) + 789;
+        let mut s = String::new();
+        write_timestamp_ms(&mut s, ms);
+        assert_eq!(s, "2024-05-01T12:34:56.789000+00:00");
+        // Microseconds are kept as they are, never rounded into the next second.
+        assert_eq!(
+            ts(unix_ms(2023, 12, 31, 23, 59, 59) * 1000 + 999_999),
+            "2023-12-31T23:59:59.999999+00:00"
+        );
+        assert_eq!(
+            ts(unix_ms(2024, 1, 1, 0, 0, 0) * 1000 + 1),
+            "2024-01-01T00:00:00.000001+00:00"
+        );
+        // Past 2038 (32-bit time_t overflow) and a leap day.
+        assert_eq!(
+            ts(unix_ms(2040, 2, 29, 6, 7, 8) * 1000 + 9_000),
+            "2040-02-29T06:07:08.009000+00:00"
+        );
+        assert_eq!(
+            ts(unix_ms(2106, 2, 7, 6, 28, 16) * 1000),
+            "2106-02-07T06:28:16.000000+00:00"
+        );
+    }
+
+    #[test]
+    fn timestamp_of_snowflake() {
+        let id = 175_928_847_299_117_063u64;
+        let mut s = String::new();
+        write_timestamp_ms(&mut s, snowflake_unix_ms(id));
+        assert_eq!(s, "2016-04-30T11:18:25.796000+00:00");
+    }
+}

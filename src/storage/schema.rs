@@ -1,0 +1,66 @@
+//! Diesel's view of the archive tables; mirrors `diesel print-schema` over migrations/.
+// Keep in step with migrations/ (regenerate with `diesel print-schema`, do not edit by hand).
+// SQLite's INTEGER is 64-bit, so snowflake columns are BigInt even where the DDL says INTEGER.
+
+diesel::table! {
+    archive_meta (key) {
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    channels (id) {
+        id -> BigInt,
+        guild_id -> Nullable<BigInt>,
+        name -> Nullable<Text>,
+        kind -> Integer,
+        parent_id -> Nullable<BigInt>,
+        last_message_id -> Nullable<BigInt>,
+        skip_reason -> Nullable<Text>,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    checkpoints (channel_id) {
+        channel_id -> BigInt,
+        last_message_id -> BigInt,
+        last_fetch_timestamp -> Text,
+        oldest_message_id -> Nullable<BigInt>,
+        oldest_message_timestamp -> Nullable<Text>,
+        total_messages -> BigInt,
+        complete -> Bool,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> BigInt,
+        channel_id -> BigInt,
+        guild_id -> Nullable<BigInt>,
+        author_id -> BigInt,
+        author_name -> Text,
+        author_is_bot -> Bool,
+        content -> Text,
+        created_at -> Text,
+        edited_at -> Nullable<Text>,
+        message_type -> Integer,
+        reference_message_id -> Nullable<BigInt>,
+        raw_json -> Text,
+    }
+}
+
+diesel::table! {
+    runs (id) {
+        id -> Integer,
+        started_at -> Text,
+        ended_at -> Nullable<Text>,
+        command -> Text,
+        exit_code -> Nullable<Integer>,
+        stats_json -> Nullable<Text>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(archive_meta, channels, checkpoints, messages, runs);

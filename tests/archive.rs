@@ -1,0 +1,319 @@
+//! End to end: the archiver against the simulator over loopback, in-process and as the binary.
+
+mod util;
+
+use discord_archiver::app::RunOptions;
+use discord_archiver::simulator::{BucketSpec, FaultSpec, GuildSpec, SimConfig};
+use discord_archiver::stats::ChannelStatus;
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use util::*;
+
+fn message_requests(requests: &[String]) -> Vec<&String> {
+    requests
+        .iter()
+        .filter(|r| r.contains("/messages?"))
+        .collect()
+}
+
+#[test]
+fn archive_equals_the_simulators_truth() {
+    let h = Harness::small();
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    let expected = h.expected(&BTreeSet::new());
+    assert!(
+        expected.len() > 3_000,
+        "the preset is big enough to mean something"
+    );
+    assert_same_rows(&h.archived(), &expected);
+
+    // Checkpoints: at each readable channel's newest message, complete, counts right.
+    let checkpoints = h.checkpoints();
+    for channel in h.readable_message_channels() {
+        let truth = h.sim.state().truth(channel);
+        let cp = &checkpoints[&(channel as i64)];
+        assert_eq!(cp.last_message_id, truth.last().map_or(0, |m| m.0 as i64));
+        assert!(cp.complete, "channel {channel} complete");
+        let stored = expected
+            .values()
+            .filter(|r| r.channel_id == channel as i64)
+            .count();
+        assert_eq!(cp.total_messages, stored as i64);
+    }
+
+    // The statistics add up: everything received is stored or skipped for a reason.
+    let t = &report.totals;
+    assert_eq!(t.successfully_loaded as usize, expected.len());
+    assert_eq!(t.total_processed, t.successfully_loaded + t.skipped());
+    assert!(t.skipped_bot_messages > 0 && t.skipped_commands > 0 && t.skipped_empty_messages > 0);
+
+    // The inaccessible channel is reported and skipped; the category is never asked for messages.
+    let no_access = h.channel_id("secret");
+    assert!(matches!(
+        report.channels[&no_access].status,
+        ChannelStatus::Skipped(ref why) if why.contains("no access")
+    ));
+    let requests = h.requests();
+    let category = h.channel_id("category");
+    assert!(!requests
+        .iter()
+        .any(|r| r.contains(&format!("channels/{category}/"))));
+}
+
+#[test]
+fn a_second_run_fetches_only_whats_new_with_one_request_per_channel() {
+    let h = Harness::small();
+    let first = h.run(h.settings(), RunOptions::default());
+    assert_eq!(first.exit_code, 0);
+    let before = h.requests().len();
+    let archived = h.archived();
+    let second = h.run(h.settings(), RunOptions::default());
+    assert_eq!(second.exit_code, 0);
+    let new_requests: Vec<String> = h.requests()[before..].to_vec();
+    let pages = message_requests(&new_requests);
+    // One page per readable channel (plus one for the inaccessible one, refused again).
+    assert_eq!(
+        pages.len(),
+        h.readable_message_channels().len() + 1,
+        "{pages:#?}"
+    );
+    assert_eq!(second.totals.successfully_loaded, 0);
+    assert_eq!(
+        second.totals.resumed_from_checkpoint as usize,
+        h.readable_message_channels()
+            .iter()
+            .filter(|c| !h.sim.state().truth(**c).is_empty())
+            .count()
+    );
+    assert_eq!(h.archived(), archived);
+}
+
+/// Runs with a crash after `k` committed batches, resumes, and checks the result is the
+/// uninterrupted archive, having re-fetched at most one page per channel.
+fn crash_and_resume(k: u64, batch_size: usize) {
+    let h = Harness::small();
+    let mut settings = h.settings();
+    settings.fetch.batch_size = batch_size;
+    settings.fetch.max_concurrent_channels = 3;
+    let halted = h.run(
+        settings.clone(),
+        RunOptions {
+            halt_after_batches: Some(k),
+            ..RunOptions::default()
+        },
+    );
+    let first_run: BTreeSet<String> = message_requests(&h.requests())
+        .into_iter()
+        .cloned()
+        .collect();
+    let first_len = h.requests().len();
+    let committed = h.checkpoints();
+    let resumed = h.run(settings, RunOptions::default());
+    assert_eq!(
+        resumed.exit_code, 0,
+        "resume after {k} batches: {resumed:#?}"
+    );
+    assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
+
+    // Pages fetched again: requests of the second run that the first already made.
+    let again = h.requests()[first_len..]
+        .iter()
+        .filter(|r| first_run.contains(*r))
+        .cloned()
+        .collect::<Vec<_>>();
+    let mut per_channel: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &again {
+        let channel = r.split('/').nth(4).unwrap_or_default().to_owned();
+        *per_channel.entry(channel).or_default() += 1;
+    }
+    for (channel, n) in per_channel {
+        // The no-access channel's refused request does not count: it has no page.
+        if channel == h.channel_id("secret").to_string() {
+            continue;
+        }
+        assert!(
+            n <= 1,
+            "channel {channel} re-fetched {n} pages after a crash at batch {k} ({halted:?} {committed:?})"
+        );
+    }
+}
+
+#[test]
+fn crash_after_each_of_many_batches_resumes_to_the_same_archive() {
+    for k in [0, 1, 2, 7, 20, 33] {
+        crash_and_resume(k, 100);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+
+    #[test]
+    fn any_crash_point_and_batch_size_resumes_exactly(k in 0u64..80, batch_size in prop::sample::select(vec![1usize, 37, 100])) {
+        crash_and_resume(k, batch_size);
+    }
+}
+
+#[test]
+fn explicit_ranges_never_move_a_checkpoint_past_a_gap() {
+    let h = Harness::small();
+    let channel = h.channel_id("big");
+    let truth = h.sim.state().truth(channel);
+    let mut settings = h.settings();
+    settings.guilds.clear();
+    settings.channels = vec![channel];
+
+    // A window in the middle: stored, but the checkpoint must not claim the gap before it.
+    settings.bounds.after = Some(truth[1000].0);
+    settings.bounds.limit = Some(300);
+    let report = h.run(settings.clone(), RunOptions::default());
+    assert_eq!(report.exit_code, 0);
+    assert_eq!(report.totals.total_processed, 300);
+    let cp = &h.checkpoints()[&(channel as i64)];
+    assert_eq!(cp.last_message_id, 0, "no prefix was fetched");
+    assert!(!h.archived().is_empty());
+
+    // From the start with --before: the prefix is fetched, the checkpoint may move to it.
+    settings.bounds.after = None;
+    settings.bounds.limit = None;
+    settings.bounds.before = Some(truth[500].0);
+    h.run(settings.clone(), RunOptions::default());
+    let cp = &h.checkpoints()[&(channel as i64)];
+    assert_eq!(cp.last_message_id, truth[499].0 as i64);
+    assert!(!cp.complete);
+
+    // A normal run completes the channel; nothing missing, nothing twice.
+    settings.bounds = Default::default();
+    h.run(settings, RunOptions::default());
+    let cp = &h.checkpoints()[&(channel as i64)];
+    assert_eq!(cp.last_message_id, truth.last().unwrap().0 as i64);
+    assert!(cp.complete);
+    let expected: BTreeMap<_, _> = h
+        .expected(&BTreeSet::new())
+        .into_iter()
+        .filter(|(_, r)| r.channel_id == channel as i64)
+        .collect();
+    assert_same_rows(&h.archived(), &expected);
+}
+
+#[test]
+fn resuming_never_needs_the_checkpoint_message() {
+    let h = Harness::small();
+    let expected = h.expected(&BTreeSet::new());
+    let mut settings = h.settings();
+    settings.fetch.max_concurrent_channels = 1;
+    h.run(
+        settings.clone(),
+        RunOptions {
+            halt_after_batches: Some(5),
+            ..RunOptions::default()
+        },
+    );
+    // Delete every checkpoint message from Discord's side.
+    for (channel, cp) in h.checkpoints() {
+        if cp.last_message_id > 0 {
+            h.sim
+                .state()
+                .delete_message(channel as u64, cp.last_message_id as u64);
+        }
+    }
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 0);
+    assert_same_rows(&h.archived(), &expected);
+}
+
+#[test]
+fn rate_limits_are_waited_out_and_counted() {
+    let h = Harness::new(SimConfig {
+        guild: GuildSpec::test_small(),
+        bucket: Some(BucketSpec {
+            limit: 3,
+            window: Duration::from_millis(150),
+        }),
+        faults: FaultSpec {
+            rate_limit_429: 0.05,
+            retry_after: 0.05,
+            ..FaultSpec::default()
+        },
+        ..SimConfig::default()
+    });
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
+    let sim = h.sim.state().stats();
+    assert!(
+        report.totals.rate_limit_errors > 0,
+        "injected 429s are counted"
+    );
+    assert_eq!(
+        sim.rate_limited_caused, 0,
+        "the limiter paces each bucket from its headers: no 429 of our making"
+    );
+}
+
+#[test]
+fn a_429_is_retried_at_most_max_retries_times() {
+    let h = Harness::small();
+    h.sim.state().set_faults(FaultSpec {
+        rate_limit_429: 1.0,
+        retry_after: 0.01,
+        ..FaultSpec::default()
+    });
+    let mut settings = h.settings();
+    settings.rate.max_retries = 3;
+    // Every request is refused, starting with the token check: 1 try + 3 retries, then stop.
+    let err = h.try_run(settings, RunOptions::default()).unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    assert!(err.to_string().contains("rate limited"), "{err}");
+    assert_eq!(h.requests().len(), 4, "{:#?}", h.requests());
+}
+
+#[test]
+fn a_global_429_pauses_every_fetcher() {
+    let h = Harness::small();
+    h.sim.state().set_faults(FaultSpec {
+        global_429: 0.02,
+        retry_after: 0.3,
+        ..FaultSpec::default()
+    });
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
+    let log = h.sim.state().request_log();
+    let globals: Vec<_> = log.iter().filter(|r| r.status == 429).collect();
+    assert!(!globals.is_empty(), "the fault fired");
+    for g in globals {
+        // Nobody sent anything while the global limit was in force (small slack for requests
+        // already on the wire).
+        let during = log
+            .iter()
+            .filter(|r| r.at_ms > g.at_ms + 20 && r.at_ms < g.at_ms + 280)
+            .count();
+        assert_eq!(during, 0, "requests during a global pause after {g:?}");
+    }
+}
+
+#[test]
+fn missing_and_forbidden_channels_are_skipped_and_the_run_completes() {
+    let h = Harness::small();
+    let deleted = h.channel_id("hundred");
+    h.sim.state().delete_channel(deleted);
+    let mut settings = h.settings();
+    settings.guilds.clear();
+    settings.channels = vec![deleted, h.channel_id("secret"), h.channel_id("big")];
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    let status = |id: u64| report.channels[&id].status.clone();
+    assert!(
+        matches!(status(deleted), ChannelStatus::Skipped(ref w) if w.contains("unknown channel"))
+    );
+    assert!(
+        matches!(status(h.channel_id("secret")), ChannelStatus::Skipped(ref w) if w.contains("access"))
+    );
+    assert!(matches!(
+        status(h.channel_id("big")),
+        ChannelStatus::Finished
+    ));
+}

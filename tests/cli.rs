@@ -1,0 +1,145 @@
+//! The real binary: exit codes, error messages, the demo, status and export.
+
+mod util;
+
+use std::collections::BTreeSet;
+use util::*;
+
+#[test]
+fn archive_status_and_export_through_the_binary() {
+    let h = Harness::small();
+    let stats = h.dir.path().join("stats.json");
+    let mut args = h.archive_args();
+    args.extend(["--stats-json".into(), stats.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = h.bin(&args);
+    assert_exit(&out, 0, "archive");
+    assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    for key in [
+        "total_processed",
+        "successfully_loaded",
+        "skipped_bot_messages",
+        "skipped_empty_messages",
+        "skipped_blacklisted",
+        "skipped_commands",
+        "errors",
+        "rate_limit_errors",
+        "batches_saved",
+        "resumed_from_checkpoint",
+        "requests",
+        "restarts",
+    ] {
+        assert!(
+            json["totals"][key].is_u64(),
+            "stats-json has totals.{key}: {json}"
+        );
+    }
+    assert!(json["start_time"].is_string() && json["end_time"].is_string());
+
+    let db = h.db.display().to_string();
+    let out = h.bin(&["status", "--db", &db]);
+    assert_exit(&out, 0, "status");
+    assert!(text(&out).contains("complete"), "{}", text(&out));
+    let out = h.bin(&["status", "--db", &db, "--json"]);
+    assert_exit(&out, 0, "status --json");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let stored: i64 = rows
+        .iter()
+        .map(|r| r["stored_messages"].as_i64().unwrap())
+        .sum();
+    assert_eq!(stored as usize, h.archived().len());
+
+    let exported = h.dir.path().join("out.jsonl");
+    let out = h.bin(&[
+        "export",
+        "--db",
+        &db,
+        "--out",
+        &exported.display().to_string(),
+    ]);
+    assert_exit(&out, 0, "export");
+    let lines: Vec<String> = std::fs::read_to_string(&exported)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let archived = h.archived();
+    assert_eq!(lines.len(), archived.len());
+    let raws: BTreeSet<&str> = archived.values().map(|r| r.raw_json.as_str()).collect();
+    assert!(lines.iter().all(|l| raws.contains(l.as_str())));
+}
+
+#[test]
+fn a_missing_token_is_a_usage_error() {
+    let h = Harness::small();
+    let args = h.archive_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = h.bin_env(&args, &[]);
+    assert_exit(&out, 2, "no token");
+    assert!(text(&out).contains("DISCORD_TOKEN"), "{}", text(&out));
+    assert!(!h.db.exists(), "nothing was created");
+}
+
+#[test]
+fn a_rejected_token_stops_before_any_damage() {
+    let h = Harness::small();
+    let args = h.archive_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = h.bin_env(&args, &[("DISCORD_TOKEN", "not-the-token")]);
+    assert_exit(&out, 2, "bad token");
+    assert!(text(&out).contains("401"), "{}", text(&out));
+    assert!(!text(&out).contains("not-the-token"));
+    assert_eq!(h.requests().len(), 1, "only the token check was made");
+}
+
+#[test]
+fn config_errors_name_the_key_and_line() {
+    let h = Harness::small();
+    let config = h.dir.path().join("archiver.toml");
+    std::fs::write(
+        &config,
+        "database = \"a.db\"\n\n[fetch]\nbatch_size = 100\nbatch_sise = 5\n",
+    )
+    .unwrap();
+    let out = h.bin(&[
+        "archive",
+        "--config",
+        &config.display().to_string(),
+        "--channel",
+        "1",
+    ]);
+    assert_exit(&out, 2, "unknown key");
+    let t = text(&out);
+    assert!(t.contains("batch_sise") && t.contains("line 5"), "{t}");
+
+    std::fs::write(&config, "[fetch]\nbatch_size = 0\n").unwrap();
+    let out = h.bin(&[
+        "archive",
+        "--config",
+        &config.display().to_string(),
+        "--channel",
+        "1",
+    ]);
+    assert_exit(&out, 2, "impossible value");
+    let t = text(&out);
+    assert!(t.contains("batch_size") && t.contains("line 2"), "{t}");
+}
+
+#[test]
+fn demo_archives_and_then_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let db = db.display().to_string();
+    let out = run_bin(&["demo", "--db", &db, "--progress", "log"], &[]);
+    assert_exit(&out, 0, "demo");
+    let first = text(&out);
+    assert!(first.contains("messages/s"), "{first}");
+    let out = run_bin(&["demo", "--db", &db, "--progress", "log"], &[]);
+    assert_exit(&out, 0, "demo again");
+    let again = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(again.contains(" 0 stored"), "nothing new: {again}");
+    assert!(text(&out).contains("resuming"), "{}", text(&out));
+}

@@ -1,0 +1,263 @@
+//! Test helpers: a simulator per test, the archiver run in-process or as the real binary, and
+//! readers that compare the archive with the simulator's ground truth.
+#![allow(dead_code)]
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
+use discord_archiver::app::{self, RunOptions};
+use discord_archiver::config::{ApiBase, GuildTarget, Settings, Token};
+use discord_archiver::simulator::{self, GuildSpec, SimConfig, SimServer};
+use discord_archiver::stats::RunReport;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+pub const TOKEN: &str = "test-token";
+
+/// A simulator on a free port and a scratch directory for the archive.
+pub struct Harness {
+    pub sim: SimServer,
+    pub spec: GuildSpec,
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+}
+
+impl Harness {
+    pub fn new(config: SimConfig) -> Self {
+        let spec = config.guild.clone();
+        let config = SimConfig {
+            token: TOKEN.into(),
+            ..config
+        };
+        let sim = simulator::spawn(config, 0).expect("the simulator starts");
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let db = dir.path().join("archive.db");
+        Harness { sim, spec, dir, db }
+    }
+
+    pub fn small() -> Self {
+        Self::new(SimConfig {
+            guild: GuildSpec::test_small(),
+            ..SimConfig::default()
+        })
+    }
+
+    /// Settings for the whole simulated guild, with retries fast enough for tests.
+    pub fn settings(&self) -> Settings {
+        let mut s = Settings {
+            database: self.db.clone(),
+            api_base: Some(ApiBase {
+                host_port: self.sim.addr().to_string(),
+                use_http: true,
+            }),
+            guilds: vec![GuildTarget {
+                id: self.sim.state().guild_id(),
+                exclude_channels: Vec::new(),
+            }],
+            ..Settings::default()
+        };
+        s.rate.backoff_cap = Duration::from_millis(20);
+        s.rate.global_per_second = 10_000.0;
+        s
+    }
+
+    /// Runs an archive in-process, in an actix system of its own.
+    pub fn run(&self, settings: Settings, options: RunOptions) -> RunReport {
+        self.try_run(settings, options).expect("the run starts")
+    }
+
+    pub fn try_run(
+        &self,
+        settings: Settings,
+        options: RunOptions,
+    ) -> Result<RunReport, app::RunError> {
+        let options = RunOptions {
+            request_timeout: Duration::from_secs(20),
+            ..options
+        };
+        actix::System::new().block_on(app::archive(settings, Token::new(TOKEN), options))
+    }
+
+    pub fn channel_id(&self, name: &str) -> u64 {
+        self.sim
+            .state()
+            .channel_id_by_name(name)
+            .unwrap_or_else(|| panic!("no channel {name}"))
+    }
+
+    /// The channels (ids) the bot can read and that hold messages, per the spec.
+    pub fn readable_message_channels(&self) -> Vec<u64> {
+        let ids = self.sim.state().channel_ids();
+        self.spec
+            .channels
+            .iter()
+            .zip(ids)
+            .filter(|(c, _)| {
+                matches!(c.access, simulator::Access::Readable) && [0, 2, 5, 13].contains(&c.kind)
+            })
+            .map(|(_, id)| id)
+            .collect()
+    }
+
+    /// What the archive must hold: the simulator's messages minus the default filters.
+    pub fn expected(&self, blacklist: &BTreeSet<u64>) -> BTreeMap<i64, Row> {
+        let mut out = BTreeMap::new();
+        for channel in self.readable_message_channels() {
+            for (id, raw) in self.sim.state().truth(channel) {
+                let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+                let content = v["content"].as_str().unwrap_or("");
+                let author: u64 = v["author"]["id"].as_str().unwrap().parse().unwrap();
+                let bot = v["author"]["bot"].as_bool().unwrap_or(false);
+                if bot
+                    || blacklist.contains(&author)
+                    || content.trim().is_empty()
+                    || content.starts_with('!')
+                {
+                    continue;
+                }
+                out.insert(
+                    id as i64,
+                    Row {
+                        id: id as i64,
+                        channel_id: channel as i64,
+                        content: content.to_owned(),
+                        raw_json: raw,
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    pub fn conn(&self) -> SqliteConnection {
+        SqliteConnection::establish(self.db.to_str().unwrap()).unwrap()
+    }
+
+    pub fn archived(&self) -> BTreeMap<i64, Row> {
+        diesel::sql_query("SELECT id, channel_id, content, raw_json FROM messages ORDER BY id")
+            .load::<Row>(&mut self.conn())
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect()
+    }
+
+    pub fn checkpoints(&self) -> BTreeMap<i64, Checkpoint> {
+        diesel::sql_query(
+            "SELECT channel_id, last_message_id, total_messages, complete, oldest_message_id FROM checkpoints",
+        )
+        .load::<Checkpoint>(&mut self.conn())
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.channel_id, c))
+        .collect()
+    }
+
+    /// API requests the simulator has seen so far, as "path?query".
+    pub fn requests(&self) -> Vec<String> {
+        self.sim
+            .state()
+            .request_log()
+            .into_iter()
+            .map(|r| format!("{}?{}", r.path, r.query))
+            .collect()
+    }
+
+    /// Runs the real binary with the token in its environment.
+    pub fn bin(&self, args: &[&str]) -> Output {
+        self.bin_env(args, &[("DISCORD_TOKEN", TOKEN)])
+    }
+
+    pub fn bin_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        run_bin(args, env)
+    }
+
+    /// `archive` arguments aimed at this simulator and archive.
+    pub fn archive_args(&self) -> Vec<String> {
+        vec![
+            "archive".into(),
+            "--db".into(),
+            self.db.display().to_string(),
+            "--api-base".into(),
+            self.sim.url(),
+            "--guild".into(),
+            self.sim.state().guild_id().to_string(),
+            "--progress".into(),
+            "log".into(),
+        ]
+    }
+}
+
+pub fn run_bin(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_discord-archiver"));
+    cmd.args(args)
+        .env_remove("DISCORD_TOKEN")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
+}
+
+/// Asserts an exit code, printing the command's output when it differs.
+pub fn assert_exit(out: &Output, code: i32, what: &str) {
+    if out.status.code() != Some(code) {
+        panic!(
+            "{what}: expected exit {code}, got {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[derive(QueryableByName, Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub channel_id: i64,
+    #[diesel(sql_type = Text)]
+    pub content: String,
+    #[diesel(sql_type = Text)]
+    pub raw_json: String,
+}
+
+#[derive(QueryableByName, Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    #[diesel(sql_type = BigInt)]
+    pub channel_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub last_message_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub total_messages: i64,
+    #[diesel(sql_type = Bool)]
+    pub complete: bool,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub oldest_message_id: Option<i64>,
+}
+
+/// Asserts that two archives hold the same rows, naming the first difference.
+pub fn assert_same_rows(actual: &BTreeMap<i64, Row>, expected: &BTreeMap<i64, Row>) {
+    for (id, want) in expected {
+        match actual.get(id) {
+            None => panic!("message {id} (channel {}) is missing", want.channel_id),
+            Some(got) => assert_eq!(got, want, "message {id} differs"),
+        }
+    }
+    if let Some(extra) = actual.keys().find(|id| !expected.contains_key(id)) {
+        panic!(
+            "message {extra} should not be archived: {:?}",
+            actual[extra]
+        );
+    }
+}
