@@ -3,7 +3,7 @@
 
 use crate::actors::fetcher::{skip_reason, ChannelJob, Failure, Requester};
 use crate::actors::messages::{
-    AbortReason, FinishRun, LoadChannels, ProgressEvent, RecordChannels, Shutdown, StartRun,
+    AbortReason, Close, FinishRun, LoadChannels, ProgressEvent, RecordChannels, Shutdown, StartRun,
 };
 use crate::actors::rate_limiter::RateLimiter;
 use crate::actors::supervisor::{StopReason, Supervisor, SupervisorResult};
@@ -84,8 +84,7 @@ pub async fn archive(
 
     let client = DiscordClient::new(&token, settings.api_base.as_ref(), options.request_timeout);
     drop(token);
-    let limiter =
-        RateLimiter::new(settings.rate.global_per_second, settings.rate.backoff_cap).start();
+    let limiter = RateLimiter::new(settings.rate.global_per_second).start();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let requester = Requester {
         client,
@@ -152,6 +151,9 @@ pub async fn archive(
     {
         tracing::warn!("could not record the run's statistics: {e}");
     }
+    // Every Addr of the writer may not be gone yet (actors wind down asynchronously), so close
+    // explicitly: the archive is unlocked and fully written when this function returns.
+    let _ = writer.send(Close).await;
     Ok(report)
 }
 

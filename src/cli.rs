@@ -46,6 +46,11 @@ pub enum Command {
     /// Write archived messages out, oldest first (JSON Lines).
     Export(ExportArgs),
     /// Run the built-in Discord REST simulator (for tests, demos and trying things out).
+    #[command(after_help = "Examples:
+  discord-archiver simulate --port 8099 --preset demo
+  discord-archiver simulate --port 0 --preset uniform --channels 20 --messages 5000 \\
+      --global-rate 50 --latency-ms 30 --fault-429 0.01
+  discord-archiver archive --api-base http://127.0.0.1:8099 --guild <ID it prints>")]
     Simulate(crate::simulator::SimulateArgs),
     /// Archive the built-in simulator end to end: no token, no network.
     Demo(DemoArgs),

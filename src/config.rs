@@ -6,7 +6,7 @@
 //! from and what to do, in one style for all three sources:
 //!
 //! ```text
-//! archiver.toml:12: `fetch.batch_size`: must be between 1 and 10000 (messages per database transaction)
+//! archiver.toml, line 12: `fetch.batch_size`: must be between 1 and 10000 (messages per database transaction)
 //! MESSAGE_FETCH_BATCH_SIZE=abc: expected a whole number (fix or unset the environment variable)
 //! --concurrency 0: must be at least 1 (channels fetched at once)
 //! ```
@@ -362,14 +362,14 @@ pub enum ConfigError {
         error: std::io::Error,
     },
     /// The file is not valid TOML and no key could be blamed.
-    #[error("{}:{line}: {message}", path.display())]
+    #[error("{}, line {line}: {message}", path.display())]
     FileSyntax {
         path: PathBuf,
         line: usize,
         message: String,
     },
     /// A key of the file is unknown, has the wrong type or an impossible value.
-    #[error("{}:{line}: `{key}`: {message}", path.display())]
+    #[error("{}, line {line}: `{key}`: {message}", path.display())]
     FileValue {
         path: PathBuf,
         /// 1-based.
@@ -1295,7 +1295,7 @@ id = 234567890123456789
                 };
                 assert_eq!((key.as_str(), line), (want_key, want_line), "{shown}");
                 assert!(
-                    shown.starts_with(&format!("archiver.toml:{want_line}: `{want_key}`: ")),
+                    shown.starts_with(&format!("archiver.toml, line {want_line}: `{want_key}`: ")),
                     "{shown}"
                 );
                 assert!(shown.contains(needle), "{shown:?} lacks {needle:?}");
@@ -1610,7 +1610,7 @@ id = 234567890123456789
             };
             assert_eq!(line, want_line, "{text:?}: {shown}");
             assert!(
-                shown.starts_with(&format!("archiver.toml:{want_line}: ")),
+                shown.starts_with(&format!("archiver.toml, line {want_line}: ")),
                 "{shown}"
             );
         }
@@ -1900,7 +1900,7 @@ id = 234567890123456789
         std::fs::write(&path, EXAMPLE.replace("batch_size = 100", "batch_size = 0")).unwrap();
         let shown = resolve_archive(&args, &no_env).unwrap_err().to_string();
         assert!(
-            shown.starts_with(&format!("{}:12: `fetch.batch_size`", path.display())),
+            shown.starts_with(&format!("{}, line 12: `fetch.batch_size`", path.display())),
             "{shown}"
         );
 

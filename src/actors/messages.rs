@@ -73,6 +73,11 @@ pub struct FinishRun {
     pub stats_json: String,
 }
 
+/// App → writer: the run is over; close the archive and release its lock, then reply.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
 /// How one fetcher's attempt at a channel ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

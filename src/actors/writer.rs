@@ -5,7 +5,7 @@
 //! its batch is durable, and a crash at any moment leaves checkpoint and rows consistent.
 
 use super::messages::{
-    FinishRun, LoadChannels, LoadCheckpoint, RecordChannels, SaveBatch, SaveReport, StartRun,
+    Close, FinishRun, LoadChannels, LoadCheckpoint, RecordChannels, SaveBatch, SaveReport, StartRun,
 };
 use crate::storage::models::{ChannelRow, CheckpointRow, NewMessage};
 use crate::storage::{queries, Archive, StorageError};
@@ -13,7 +13,8 @@ use actix::prelude::*;
 use std::sync::{Arc, Mutex};
 
 pub struct Writer {
-    archive: Archive,
+    /// `None` once closed: the connection is gone and the file lock released.
+    archive: Option<Archive>,
     /// Test hook: after this many committed batches, refuse every later one, as if the
     /// process had been killed right after that commit.
     halt_after: Option<u64>,
@@ -27,23 +28,36 @@ impl Writer {
         // SyncArbiter wants a factory it may call again; the archive can only be handed over once.
         let slot = Arc::new(Mutex::new(Some(archive)));
         SyncArbiter::start(1, move || Writer {
-            archive: slot
-                .lock()
-                .expect("writer factory lock")
-                .take()
-                .expect("the writer thread starts once"),
+            archive: Some(
+                slot.lock()
+                    .expect("writer factory lock")
+                    .take()
+                    .expect("the writer thread starts once"),
+            ),
             halt_after,
             committed: 0,
         })
     }
 
-    fn err(&self, context: &'static str) -> impl FnOnce(diesel::result::Error) -> StorageError {
-        let path = self.archive.path.clone();
-        move |source| StorageError::Sqlite {
+    /// The open archive, and how to describe an error on it.
+    fn archive(
+        &mut self,
+        context: &'static str,
+    ) -> Result<
+        (
+            &mut Archive,
+            impl FnOnce(diesel::result::Error) -> StorageError,
+        ),
+        StorageError,
+    > {
+        let archive = self.archive.as_mut().ok_or(StorageError::Closed)?;
+        let path = archive.path.clone();
+        let err = move |source| StorageError::Sqlite {
             path,
             context,
             source,
-        }
+        };
+        Ok((archive, err))
     }
 }
 
@@ -78,9 +92,10 @@ impl Handler<SaveBatch> for Writer {
                 raw_json: m.raw.as_str(),
             })
             .collect();
-        let err = self.err("saving a batch");
-        let inserted =
-            queries::save_batch(&mut self.archive.conn, &rows, &batch.checkpoint).map_err(err)?;
+        let inserted = {
+            let (archive, err) = self.archive("saving a batch")?;
+            queries::save_batch(&mut archive.conn, &rows, &batch.checkpoint).map_err(err)?
+        };
         self.committed += 1;
         Ok(SaveReport { inserted })
     }
@@ -90,8 +105,8 @@ impl Handler<LoadCheckpoint> for Writer {
     type Result = Result<Option<CheckpointRow>, StorageError>;
 
     fn handle(&mut self, msg: LoadCheckpoint, _ctx: &mut Self::Context) -> Self::Result {
-        let err = self.err("reading a checkpoint");
-        queries::load_checkpoint(&mut self.archive.conn, to_i64(msg.channel_id)).map_err(err)
+        let (archive, err) = self.archive("reading a checkpoint")?;
+        queries::load_checkpoint(&mut archive.conn, to_i64(msg.channel_id)).map_err(err)
     }
 }
 
@@ -99,8 +114,8 @@ impl Handler<RecordChannels> for Writer {
     type Result = Result<(), StorageError>;
 
     fn handle(&mut self, msg: RecordChannels, _ctx: &mut Self::Context) -> Self::Result {
-        let err = self.err("recording channels");
-        self.archive
+        let (archive, err) = self.archive("recording channels")?;
+        archive
             .conn
             .immediate_transaction(|conn| {
                 msg.0
@@ -115,8 +130,8 @@ impl Handler<LoadChannels> for Writer {
     type Result = Result<Vec<ChannelRow>, StorageError>;
 
     fn handle(&mut self, _: LoadChannels, _ctx: &mut Self::Context) -> Self::Result {
-        let err = self.err("reading channels");
-        queries::load_channels(&mut self.archive.conn).map_err(err)
+        let (archive, err) = self.archive("reading channels")?;
+        queries::load_channels(&mut archive.conn).map_err(err)
     }
 }
 
@@ -124,13 +139,9 @@ impl Handler<StartRun> for Writer {
     type Result = Result<i32, StorageError>;
 
     fn handle(&mut self, msg: StartRun, _ctx: &mut Self::Context) -> Self::Result {
-        let err = self.err("recording the run");
-        queries::start_run(
-            &mut self.archive.conn,
-            &crate::time::now_rfc3339(),
-            &msg.command,
-        )
-        .map_err(err)
+        let (archive, err) = self.archive("recording the run")?;
+        queries::start_run(&mut archive.conn, &crate::time::now_rfc3339(), &msg.command)
+            .map_err(err)
     }
 }
 
@@ -138,15 +149,26 @@ impl Handler<FinishRun> for Writer {
     type Result = Result<(), StorageError>;
 
     fn handle(&mut self, msg: FinishRun, _ctx: &mut Self::Context) -> Self::Result {
-        let err = self.err("recording the run");
+        let (archive, err) = self.archive("recording the run")?;
         queries::finish_run(
-            &mut self.archive.conn,
+            &mut archive.conn,
             msg.run_id,
             &crate::time::now_rfc3339(),
             msg.exit_code,
             &msg.stats_json,
         )
         .map_err(err)
+    }
+}
+
+impl Handler<Close> for Writer {
+    type Result = ();
+
+    fn handle(&mut self, _: Close, _ctx: &mut Self::Context) {
+        // Dropping the archive closes the connection (checkpointing the WAL) and releases the
+        // file lock before the reply: the caller may reopen the file right away. The actor is
+        // not stopped: SyncArbiter would build a new one; the thread ends with the last Addr.
+        self.archive = None;
     }
 }
 

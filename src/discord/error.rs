@@ -71,19 +71,31 @@ impl ApiError {
             401 => ApiError::Unauthorized,
             403 => ApiError::NoAccess { code },
             404 => ApiError::NotFound { code },
-            429 => match error {
-                TwilightApiError::Ratelimited(r) => ApiError::RateLimited {
-                    retry_after: sanitize_retry_after(r.retry_after),
-                    global: r.global,
-                },
-                // A 429 without Discord's body: wait a little rather than hammer.
-                _ => ApiError::RateLimited {
-                    retry_after: 1.0,
-                    global: false,
-                },
-            },
+            429 => Self::from_429_body(body),
             500..=599 => ApiError::Transient(format!("HTTP {status}: {}", snippet(body))),
             _ => ApiError::Fatal(format!("HTTP {status}: {}", snippet(body))),
+        }
+    }
+
+    /// Reads a 429's body ourselves: Discord's carries `"code": 0`, which twilight 0.16's
+    /// untagged `ApiError` takes for a general error, losing `retry_after` and `global`.
+    fn from_429_body(body: &[u8]) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            retry_after: Option<f64>,
+            #[serde(default)]
+            global: bool,
+        }
+        match serde_json::from_slice::<Body>(body) {
+            Ok(b) => ApiError::RateLimited {
+                retry_after: b.retry_after.map_or(1.0, sanitize_retry_after),
+                global: b.global,
+            },
+            // A 429 without Discord's body: wait a little rather than hammer.
+            Err(_) => ApiError::RateLimited {
+                retry_after: 1.0,
+                global: false,
+            },
         }
     }
 
@@ -153,6 +165,34 @@ mod tests {
             ApiError::from_unparsable_error_body(bad_gateway),
             ApiError::Transient(_)
         ));
+    }
+
+    #[test]
+    fn discords_429_bodies_keep_retry_after_and_global() {
+        let body = br#"{"message": "You are being rate limited.", "retry_after": 64.57, "global": true, "code": 0}"#;
+        assert_eq!(
+            ApiError::from_429_body(body),
+            ApiError::RateLimited {
+                retry_after: 64.57,
+                global: true
+            }
+        );
+        let body =
+            br#"{"message": "You are being rate limited.", "retry_after": 0.5, "global": false}"#;
+        assert_eq!(
+            ApiError::from_429_body(body),
+            ApiError::RateLimited {
+                retry_after: 0.5,
+                global: false
+            }
+        );
+        assert_eq!(
+            ApiError::from_429_body(b"{}"),
+            ApiError::RateLimited {
+                retry_after: 1.0,
+                global: false
+            }
+        );
     }
 
     #[test]

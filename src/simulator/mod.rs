@@ -48,7 +48,8 @@ pub use state::{LoggedRequest, SimState, SimStats};
 /// Everything a simulator run is made of.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// Seeds message content and fault decisions (ids depend only on the guild spec).
+    /// Seeds message times, ids and content, and fault decisions (guild and channel ids depend
+    /// only on the guild spec).
     pub seed: u64,
     /// Requests need `Authorization: Bot <token>`, else 401 `{"message": "401: Unauthorized", "code": 0}`.
     pub token: String,
@@ -496,7 +497,7 @@ mod tests {
         assert_eq!(stats["faults_injected"]["fail_first"], 1);
         assert_eq!(
             stats["requests_by_route"]["GET /channels/{id}/messages"],
-            14
+            13
         );
         let log = state.request_log();
         assert_eq!(log.len() as u64, state.stats().requests_total);
@@ -539,5 +540,93 @@ mod tests {
             assert_eq!(server.state().stats().rate_limited_global, 1);
         }
         drop(server);
+    }
+
+    /// Reads one keep-alive response (Content-Length bodies only); returns (status, body length).
+    fn read_response(stream: &mut std::io::BufReader<TcpStream>) -> (u16, Vec<u8>) {
+        use std::io::BufRead;
+        let mut line = String::new();
+        stream.read_line(&mut line).unwrap();
+        let status = line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut len = 0;
+        loop {
+            line.clear();
+            stream.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((n, v)) = line.split_once(':') {
+                if n.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        stream.read_exact(&mut body).unwrap();
+        (status, body)
+    }
+
+    /// `cargo test --release --lib simulator::tests::throughput -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a benchmark"]
+    fn throughput() {
+        let server = spawn(
+            SimConfig {
+                guild: GuildSpec::uniform(8, 25_000),
+                ..SimConfig::default()
+            },
+            0,
+        )
+        .unwrap();
+        let addr = server.addr();
+        let channels = server.state().channel_ids();
+        let started = std::time::Instant::now();
+        let threads: Vec<_> = channels
+            .chunks(4)
+            .map(|chunk| {
+                let chunk = chunk.to_vec();
+                std::thread::spawn(move || {
+                    let stream = TcpStream::connect(addr).unwrap();
+                    let mut writer = stream.try_clone().unwrap();
+                    let mut reader = std::io::BufReader::with_capacity(1 << 20, stream);
+                    let (mut messages, mut bytes) = (0usize, 0usize);
+                    for ch in chunk {
+                        let mut after = 1u64;
+                        loop {
+                            write!(
+                                writer,
+                                "GET /api/v10/channels/{ch}/messages?after={after}&limit=100 HTTP/1.1\r\nHost: x\r\nAuthorization: Bot sim-token\r\n\r\n"
+                            )
+                            .unwrap();
+                            let (status, body) = read_response(&mut reader);
+                            assert_eq!(status, 200);
+                            bytes += body.len();
+                            let page: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&body).unwrap();
+                            messages += page.len();
+                            if page.len() < 100 {
+                                break;
+                            }
+                            let first: serde_json::Value = serde_json::from_str(page[0].get()).unwrap();
+                            after = first["id"].as_str().unwrap().parse().unwrap();
+                        }
+                    }
+                    (messages, bytes)
+                })
+            })
+            .collect();
+        let (mut messages, mut bytes) = (0, 0);
+        for t in threads {
+            let (m, b) = t.join().unwrap();
+            messages += m;
+            bytes += b;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{messages} messages, {:.1} MB in {secs:.2} s: {:.0} messages/s, {:.0} bytes/message",
+            bytes as f64 / 1e6,
+            messages as f64 / secs,
+            bytes as f64 / messages as f64
+        );
+        assert_eq!(messages, 200_000);
     }
 }

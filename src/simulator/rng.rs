@@ -37,8 +37,10 @@ impl Rng {
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
+        // `splitmix64` adds the increment itself, so the state advances after mixing.
+        let out = splitmix64(self.0);
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        splitmix64(self.0)
+        out
     }
 
     /// Uniform in `0..n` (multiply-shift; the bias is negligible for our small `n`). `n` must be > 0.

@@ -328,7 +328,7 @@ fn route_answer(state: &SimState, route: Route<'_>, query: &str) -> Answer {
         },
         Route::Messages(_) => match parse_messages_query(query) {
             Err(response) => {
-                return Answer::plain(with_rate_resp(response, &rate));
+                return Answer::plain(with_rate_resp(*response, &rate));
             }
             Ok((cursor, limit)) => match state.live_channel(id) {
                 None => (404, error_body("Unknown Channel", 10003), 0),
@@ -365,7 +365,7 @@ fn route_answer(state: &SimState, route: Route<'_>, query: &str) -> Answer {
 }
 
 /// Parses `before`/`after`/`around`/`limit`, answering invalid ones with Discord's form errors.
-pub(crate) fn parse_messages_query(query: &str) -> Result<(Cursor, usize), HttpResponse> {
+pub(crate) fn parse_messages_query(query: &str) -> Result<(Cursor, usize), Box<HttpResponse>> {
     let mut limit = 50usize;
     let mut cursors: Vec<(&str, u64)> = Vec::new();
     let mut problems: Vec<(&str, &str, String)> = Vec::new();
@@ -398,18 +398,18 @@ pub(crate) fn parse_messages_query(query: &str) -> Result<(Cursor, usize), HttpR
         }
     }
     if !problems.is_empty() {
-        return Err(form_error(&problems));
+        return Err(Box::new(form_error(&problems)));
     }
     match cursors.as_slice() {
         [] => Ok((Cursor::Latest, limit)),
         [("before", id)] => Ok((Cursor::Before(*id), limit)),
         [("after", id)] => Ok((Cursor::After(*id), limit)),
         [("around", id)] => Ok((Cursor::Around(*id), limit)),
-        _ => Err(form_error(&[(
+        _ => Err(Box::new(form_error(&[(
             "",
             "BASE_TYPE_CONFLICT",
             "Only one of before, after and around may be provided.".into(),
-        )])),
+        )]))),
     }
 }
 
@@ -651,12 +651,12 @@ mod tests {
         ] {
             let r = parse_messages_query(q).unwrap_err();
             assert_eq!(r.status(), 400, "{q}");
-            let v = body_of(r);
+            let v = body_of(*r);
             assert_eq!(v["code"], 50035);
             assert_eq!(v["message"], "Invalid Form Body");
             assert_eq!(v["errors"][field]["_errors"][0]["code"], code, "{q}: {v}");
         }
-        let v = body_of(parse_messages_query("after=1&before=2").unwrap_err());
+        let v = body_of(*parse_messages_query("after=1&before=2").unwrap_err());
         assert_eq!(v["code"], 50035);
         assert!(v["errors"]["_errors"].is_array());
     }

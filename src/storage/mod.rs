@@ -56,6 +56,8 @@ pub enum StorageError {
     },
     #[error("{path}: database migration failed: {message}")]
     Migration { path: PathBuf, message: String },
+    #[error("the archive was already closed")]
+    Closed,
     /// The test hook that simulates a crash right after a given commit fired.
     #[error("the writer was halted (test hook)")]
     Halted,
