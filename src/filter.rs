@@ -30,6 +30,13 @@ pub fn classify(m: &FetchedMessage, f: &FilterSettings) -> Option<Skip> {
     }
 }
 
+/// A message from a person with nothing in it: without the Message Content intent, Discord
+/// sends every such message this way (type 0 default or 19 reply, not a bot, no text, no
+/// attachments or embeds).
+pub fn looks_intentless(m: &FetchedMessage) -> bool {
+    !m.author_is_bot && matches!(m.kind, 0 | 19) && m.content.is_empty() && !m.has_payload
+}
+
 impl Skip {
     pub fn count(self, stats: &mut Stats) {
         match self {

@@ -23,6 +23,9 @@ pub struct Stats {
     pub resumed_from_checkpoint: u64,
     pub requests: u64,
     pub restarts: u64,
+    /// Ordinary messages from people (not bots, not system messages) with no content, no
+    /// attachments, no embeds: what Discord sends when the Message Content intent is off.
+    pub content_missing: u64,
 }
 
 impl Stats {
@@ -39,6 +42,7 @@ impl Stats {
         self.resumed_from_checkpoint += other.resumed_from_checkpoint;
         self.requests += other.requests;
         self.restarts += other.restarts;
+        self.content_missing += other.content_missing;
     }
 
     pub fn skipped(&self) -> u64 {

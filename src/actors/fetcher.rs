@@ -337,6 +337,9 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
             processed += 1;
             batch.len += 1;
             batch.last = Some(message.id);
+            if filter::looks_intentless(&message) {
+                stats.content_missing += 1;
+            }
             match filter::classify(&message, &settings.filters) {
                 Some(skip) => skip.count(stats),
                 None => batch.keep.push(message),

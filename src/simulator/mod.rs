@@ -593,11 +593,11 @@ mod tests {
                     for ch in chunk {
                         let mut after = 1u64;
                         loop {
-                            write!(
-                                writer,
+                            let req = format!(
                                 "GET /api/v10/channels/{ch}/messages?after={after}&limit=100 HTTP/1.1\r\nHost: x\r\nAuthorization: Bot sim-token\r\n\r\n"
-                            )
-                            .unwrap();
+                            );
+                            // One write: several small ones meet Nagle and delayed ACKs (40 ms each).
+                            writer.write_all(req.as_bytes()).unwrap();
                             let (status, body) = read_response(&mut reader);
                             assert_eq!(status, 200);
                             bytes += body.len();
