@@ -1,26 +1,21 @@
 //! An archive run end to end: open the archive, check the token, discover the channels,
 //! supervise the fetchers, and report. The library entry point behind `archive` and `demo`.
 
-use crate::actors::fetcher::{skip_reason, ChannelJob, Failure, Requester};
-use crate::actors::messages::{
-    AbortReason, Close, FinishRun, LoadChannels, ProgressEvent, RecordChannels, Shutdown, StartRun,
-};
+use crate::actors::fetcher::{Failure, Requester};
+use crate::actors::messages::{AbortReason, Close, FinishRun, ProgressEvent, Shutdown, StartRun};
 use crate::actors::rate_limiter::RateLimiter;
 use crate::actors::supervisor::{StopReason, Supervisor, SupervisorResult};
-use crate::actors::writer::{to_i64, Writer};
+use crate::actors::writer::Writer;
+use crate::discovery::{self, DiscoveryError};
 use crate::config::{Settings, Token};
-use crate::discord::{ApiError, ChannelInfo, DiscordClient, Route};
+use crate::discord::{ApiError, DiscordClient, Route};
 use crate::stats::{ChannelReport, ChannelStatus, RunReport, Stats};
-use crate::storage::models::ChannelRow;
 use crate::storage::{self, StorageError};
 use actix::prelude::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
-
-/// Channel types whose messages are fetched directly: text, voice text, announcement, stage.
-const MESSAGE_CHANNEL_KINDS: [u8; 4] = [0, 2, 5, 13];
 
 /// How a run is driven, beyond the user's settings.
 pub struct RunOptions {
@@ -94,7 +89,7 @@ pub async fn archive(
     };
 
     let mut discovery = Stats::default();
-    check_token(&requester, &mut discovery).await?;
+    let bot_user_id = check_token(&requester, &mut discovery).await?;
     // Recorded only once the token is known good: a rejected token leaves the archive as it was.
     let run_id = writer
         .send(StartRun {
@@ -102,8 +97,21 @@ pub async fn archive(
         })
         .await
         .map_err(|_| writer_stopped())??;
-    let (jobs, skipped) = discover(&requester, &writer, &settings, &mut discovery).await?;
-    tracing::info!("archiving {} channels", jobs.len());
+    let found = discovery::discover(&requester, &writer, &settings, bot_user_id, &mut discovery)
+        .await
+        .map_err(|e| match e {
+            DiscoveryError::Storage(e) => RunError::Storage(e),
+            DiscoveryError::Unauthorized => RunError::Unauthorized,
+            DiscoveryError::Usage(why) => RunError::Usage(why),
+            DiscoveryError::Interrupted => RunError::Usage("interrupted".into()),
+            DiscoveryError::Failed(why) => RunError::Discovery(why),
+        })?;
+    let (jobs, skipped) = (found.jobs, found.reports);
+    tracing::info!(
+        "{} channels to fetch, {} up to date or skipped",
+        jobs.len(),
+        skipped.len()
+    );
 
     let (done_tx, done_rx) = oneshot::channel();
     let supervisor = Supervisor::new(
@@ -219,14 +227,14 @@ async fn wait_for_signal() {
     }
 }
 
-/// A bad token stops the run here, before a single channel is touched.
-async fn check_token(requester: &Requester, stats: &mut Stats) -> Result<(), RunError> {
+/// A bad token stops the run here, before a single channel is touched. Returns the bot's ID.
+async fn check_token(requester: &Requester, stats: &mut Stats) -> Result<u64, RunError> {
     let client = &requester.client;
     match requester
         .request(Route::CurrentUser, stats, || client.current_user())
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(me) => Ok(me.value),
         Err(Failure::Api(ApiError::Unauthorized)) => Err(RunError::Unauthorized),
         Err(Failure::Interrupted) => Err(RunError::Usage("interrupted".into())),
         Err(f) => Err(RunError::Discovery(failure_text(&f))),
@@ -239,136 +247,6 @@ fn failure_text(f: &Failure) -> String {
         Failure::Interrupted => "interrupted".into(),
         Failure::Storage(why, _) => why.clone(),
     }
-}
-
-fn row(info: &ChannelInfo, skip_reason: Option<String>) -> ChannelRow {
-    ChannelRow {
-        id: to_i64(info.id),
-        guild_id: info.guild_id.map(to_i64),
-        name: info.name.clone(),
-        kind: i32::from(info.kind),
-        parent_id: info.parent_id.map(to_i64),
-        last_message_id: info.last_message_id.map(to_i64),
-        skip_reason,
-        updated_at: crate::time::now_rfc3339(),
-    }
-}
-
-fn job(info: &ChannelInfo, guild_id: Option<u64>) -> ChannelJob {
-    ChannelJob {
-        channel_id: info.id,
-        guild_id: info.guild_id.or(guild_id),
-        name: info.name.clone(),
-        kind: info.kind,
-        newest: info.last_message_id,
-    }
-}
-
-fn skipped_report(channel_id: u64, name: Option<String>, reason: String) -> ChannelReport {
-    ChannelReport {
-        channel_id,
-        name,
-        status: ChannelStatus::Skipped(reason),
-        stats: Stats::default(),
-    }
-}
-
-/// Finds the channels to archive: every message channel of each guild, plus the listed ones.
-async fn discover(
-    requester: &Requester,
-    writer: &Addr<Writer>,
-    settings: &Settings,
-    stats: &mut Stats,
-) -> Result<(Vec<ChannelJob>, Vec<ChannelReport>), RunError> {
-    let known: HashMap<u64, ChannelRow> = writer
-        .send(LoadChannels)
-        .await
-        .map_err(|_| writer_stopped())??
-        .into_iter()
-        .map(|row| (row.id as u64, row))
-        .collect();
-    let client = &requester.client;
-    let mut jobs = Vec::new();
-    let mut skipped = Vec::new();
-    let mut rows = Vec::new();
-    let mut seen = HashSet::new();
-
-    for guild in &settings.guilds {
-        let listed = requester
-            .request(Route::GuildChannels(guild.id), stats, || {
-                client.guild_channels(guild.id)
-            })
-            .await;
-        let channels = match listed {
-            Ok(fetched) => fetched.value,
-            Err(Failure::Api(ApiError::Unauthorized)) => return Err(RunError::Unauthorized),
-            Err(Failure::Api(ApiError::NotFound { .. } | ApiError::NoAccess { .. })) => {
-                return Err(RunError::Usage(format!(
-                    "guild {}: unknown, or the bot is not a member of it; check the ID and invite the bot",
-                    guild.id
-                )))
-            }
-            Err(f) => return Err(RunError::Discovery(failure_text(&f))),
-        };
-        for info in &channels {
-            rows.push(row(info, None));
-            let wanted = MESSAGE_CHANNEL_KINDS.contains(&info.kind)
-                && !guild.exclude_channels.contains(&info.id);
-            if wanted && seen.insert(info.id) {
-                jobs.push(job(info, Some(guild.id)));
-            }
-        }
-    }
-
-    for &channel_id in &settings.channels {
-        if !seen.insert(channel_id) {
-            continue;
-        }
-        // A channel the archive already knows needs no lookup: its messages tell the rest.
-        if let Some(row) = known.get(&channel_id) {
-            jobs.push(ChannelJob {
-                channel_id,
-                guild_id: row.guild_id.map(|g| g as u64),
-                name: row.name.clone(),
-                kind: row.kind as u8,
-                newest: None,
-            });
-            continue;
-        }
-        let looked_up = requester
-            .request(Route::Channel(channel_id), stats, || {
-                client.channel(channel_id)
-            })
-            .await;
-        match looked_up {
-            Ok(fetched) => {
-                rows.push(row(&fetched.value, None));
-                jobs.push(job(&fetched.value, None));
-            }
-            Err(Failure::Api(ApiError::Unauthorized)) => return Err(RunError::Unauthorized),
-            Err(Failure::Api(e @ (ApiError::NotFound { .. } | ApiError::NoAccess { .. }))) => {
-                let reason = skip_reason(&e);
-                tracing::warn!(channel = channel_id, "skipped: {reason}");
-                rows.push(ChannelRow {
-                    id: to_i64(channel_id),
-                    guild_id: None,
-                    name: None,
-                    kind: 0,
-                    parent_id: None,
-                    last_message_id: None,
-                    skip_reason: Some(reason.clone()),
-                    updated_at: crate::time::now_rfc3339(),
-                });
-                skipped.push(skipped_report(channel_id, None, reason));
-            }
-            Err(f) => return Err(RunError::Discovery(failure_text(&f))),
-        }
-    }
-    writer
-        .send(RecordChannels(rows))
-        .await
-        .map_err(|_| writer_stopped())??;
-    Ok((jobs, skipped))
 }
 
 #[cfg(test)]

@@ -160,10 +160,14 @@ pub fn format_rfc3339_ms(unix_ms: u64) -> String {
 
 /// The current time as RFC 3339 UTC with milliseconds (a clock before 1970 reads as 1970).
 pub fn now_rfc3339() -> String {
-    let ms = SystemTime::now()
+    format_rfc3339_ms(now_ms().min(MAX_RFC3339_MS))
+}
+
+/// The current Unix time in milliseconds (a clock before 1970 reads as 0).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    format_rfc3339_ms(ms.min(MAX_RFC3339_MS))
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Reads a range bound given as a snowflake ID or a date.

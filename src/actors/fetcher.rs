@@ -6,7 +6,7 @@
 //! committed, so at most one page per channel is ever fetched but not yet durable.
 
 use super::messages::{
-    AbortReason, Acquire, FetcherDone, LoadCheckpoint, Outcome, ProgressEvent, RecordChannels,
+    AbortReason, Acquire, FetcherDone, LoadCheckpoint, MarkSkipped, Outcome, ProgressEvent,
     SaveBatch,
 };
 use super::rate_limiter::{Feedback, RateLimiter};
@@ -17,7 +17,6 @@ use crate::discord::client::Fetched;
 use crate::discord::{ApiError, DiscordClient, FetchedMessage, Route, PAGE_LIMIT};
 use crate::filter;
 use crate::stats::Stats;
-use crate::storage::models::ChannelRow;
 use crate::storage::queries::CheckpointUpdate;
 use crate::storage::StorageError;
 use actix::prelude::*;
@@ -219,21 +218,12 @@ pub fn skip_reason(e: &ApiError) -> String {
 }
 
 async fn record_skip(env: &FetchEnv, job: &ChannelJob, reason: &str) {
-    let row = ChannelRow {
-        id: to_i64(job.channel_id),
-        guild_id: job.guild_id.map(to_i64),
-        name: job.name.clone(),
-        kind: i32::from(job.kind),
-        parent_id: None,
-        last_message_id: job.newest.map(to_i64),
-        skip_reason: Some(reason.to_owned()),
-        updated_at: crate::time::now_rfc3339(),
+    let mark = MarkSkipped {
+        channel_id: job.channel_id,
+        reason: Some(reason.to_owned()),
     };
-    if let Ok(Err(e)) = env.writer.send(RecordChannels(vec![row])).await {
-        tracing::warn!(
-            "could not record why channel {} is skipped: {e}",
-            job.channel_id
-        );
+    if let Ok(Err(e)) = env.writer.send(mark).await {
+        tracing::warn!("could not record why channel {} is skipped: {e}", job.channel_id);
     }
 }
 
@@ -365,6 +355,12 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
             let complete = at_end && !cut;
             if batch.last.is_none() {
                 batch.last = Some(cursor);
+            }
+            if complete {
+                // The listing's newest message existed before we reached the end, so everything
+                // up to it is fetched even if it was deleted since: the next run can then tell
+                // "nothing new" from the listing alone, without a request.
+                batch.last = batch.last.max(job.newest);
             }
             stored += flush(env, job, &mut batch, extends_prefix, Some(complete), stats).await?;
             progress(

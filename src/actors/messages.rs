@@ -3,7 +3,7 @@
 use super::rate_limiter::{Feedback, Permit};
 use crate::discord::{FetchedMessage, Route};
 use crate::stats::Stats;
-use crate::storage::models::{ChannelRow, CheckpointRow};
+use crate::storage::models::{ChannelRow, CheckpointRow, KnownChannel};
 use crate::storage::queries::CheckpointUpdate;
 use crate::storage::StorageError;
 use actix::prelude::*;
@@ -54,8 +54,21 @@ pub struct RecordChannels(pub Vec<ChannelRow>);
 
 /// Discovery → writer: the channels the archive already knows (to skip lookups).
 #[derive(Message)]
-#[rtype(result = "Result<Vec<ChannelRow>, StorageError>")]
+#[rtype(result = "Result<Vec<KnownChannel>, StorageError>")]
 pub struct LoadChannels;
+
+/// Discovery → writer: every checkpoint (to skip channels with nothing new, without a request).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<CheckpointRow>, StorageError>")]
+pub struct LoadCheckpoints;
+
+/// Discovery / fetcher → writer: a channel is unreadable for this reason (`None`: readable).
+#[derive(Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct MarkSkipped {
+    pub channel_id: u64,
+    pub reason: Option<String>,
+}
 
 /// App → writer: open a row in `runs`.
 #[derive(Message)]

@@ -5,9 +5,10 @@
 //! its batch is durable, and a crash at any moment leaves checkpoint and rows consistent.
 
 use super::messages::{
-    Close, FinishRun, LoadChannels, LoadCheckpoint, RecordChannels, SaveBatch, SaveReport, StartRun,
+    Close, FinishRun, LoadChannels, LoadCheckpoint, LoadCheckpoints, MarkSkipped, RecordChannels,
+    SaveBatch, SaveReport, StartRun,
 };
-use crate::storage::models::{ChannelRow, CheckpointRow, NewMessage};
+use crate::storage::models::{CheckpointRow, KnownChannel, NewMessage};
 use crate::storage::{queries, Archive, StorageError};
 use actix::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -126,8 +127,32 @@ impl Handler<RecordChannels> for Writer {
     }
 }
 
+impl Handler<LoadCheckpoints> for Writer {
+    type Result = Result<Vec<CheckpointRow>, StorageError>;
+
+    fn handle(&mut self, _: LoadCheckpoints, _ctx: &mut Self::Context) -> Self::Result {
+        let (archive, err) = self.archive("reading checkpoints")?;
+        queries::load_checkpoints(&mut archive.conn).map_err(err)
+    }
+}
+
+impl Handler<MarkSkipped> for Writer {
+    type Result = Result<(), StorageError>;
+
+    fn handle(&mut self, msg: MarkSkipped, _ctx: &mut Self::Context) -> Self::Result {
+        let (archive, err) = self.archive("recording a skipped channel")?;
+        queries::set_skip(
+            &mut archive.conn,
+            to_i64(msg.channel_id),
+            msg.reason.as_deref(),
+            &crate::time::now_rfc3339(),
+        )
+        .map_err(err)
+    }
+}
+
 impl Handler<LoadChannels> for Writer {
-    type Result = Result<Vec<ChannelRow>, StorageError>;
+    type Result = Result<Vec<KnownChannel>, StorageError>;
 
     fn handle(&mut self, _: LoadChannels, _ctx: &mut Self::Context) -> Self::Result {
         let (archive, err) = self.archive("reading channels")?;

@@ -6,7 +6,7 @@
 
 use super::error::ApiError;
 use super::headers::RateLimitHeaders;
-use super::page::{self, ChannelInfo, Page};
+use super::page::{self, parse_json, ChannelInfo, GuildInfo, MemberInfo, Page, ThreadList};
 use crate::config::{ApiBase, Token};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,11 +78,7 @@ impl DiscordClient {
             .guild_channels(id(guild_id)?)
             .await
             .map_err(|e| ApiError::from_http(&e))?;
-        let (headers, body) = read(response).await?;
-        Ok(Fetched {
-            value: page::parse_channels(&body)?,
-            headers,
-        })
+        json(response, "channel list").await
     }
 
     /// `GET /channels/{id}`.
@@ -92,11 +88,83 @@ impl DiscordClient {
             .channel(id(channel_id)?)
             .await
             .map_err(|e| ApiError::from_http(&e))?;
-        let (headers, body) = read(response).await?;
-        Ok(Fetched {
-            value: page::parse_channel(&body)?,
-            headers,
-        })
+        json(response, "channel").await
+    }
+
+    /// `GET /guilds/{id}`: the owner and the roles, for permission math.
+    pub async fn guild(&self, guild_id: u64) -> Result<Fetched<GuildInfo>, ApiError> {
+        let response = self.http.guild(id(guild_id)?).await.map_err(|e| ApiError::from_http(&e))?;
+        json(response, "guild").await
+    }
+
+    /// `GET /guilds/{id}/members/{user}`: the bot's roles.
+    pub async fn guild_member(
+        &self,
+        guild_id: u64,
+        user_id: u64,
+    ) -> Result<Fetched<MemberInfo>, ApiError> {
+        let response = self
+            .http
+            .guild_member(id(guild_id)?, id(user_id)?)
+            .await
+            .map_err(|e| ApiError::from_http(&e))?;
+        json(response, "guild member").await
+    }
+
+    /// `GET /guilds/{id}/threads/active`: every active thread the bot can see.
+    pub async fn active_threads(&self, guild_id: u64) -> Result<Fetched<ThreadList>, ApiError> {
+        let response = self
+            .http
+            .active_threads(id(guild_id)?)
+            .await
+            .map_err(|e| ApiError::from_http(&e))?;
+        json(response, "active threads").await
+    }
+
+    /// `GET /channels/{id}/threads/archived/public?before=<ISO 8601>`, newest archive first.
+    pub async fn public_archived_threads(
+        &self,
+        channel_id: u64,
+        before: Option<&str>,
+    ) -> Result<Fetched<ThreadList>, ApiError> {
+        let mut request = self.http.public_archived_threads(id(channel_id)?).limit(100);
+        if let Some(before) = before {
+            request = request.before(before);
+        }
+        let response = request.await.map_err(|e| ApiError::from_http(&e))?;
+        json(response, "archived threads").await
+    }
+
+    /// `GET /channels/{id}/threads/archived/private?before=<ISO 8601>` (needs Manage Threads).
+    pub async fn private_archived_threads(
+        &self,
+        channel_id: u64,
+        before: Option<&str>,
+    ) -> Result<Fetched<ThreadList>, ApiError> {
+        let mut request = self.http.private_archived_threads(id(channel_id)?).limit(100);
+        if let Some(before) = before {
+            request = request.before(before);
+        }
+        let response = request.await.map_err(|e| ApiError::from_http(&e))?;
+        json(response, "archived threads").await
+    }
+
+    /// `GET /channels/{id}/users/@me/threads/archived/private?before=<snowflake>`: the private
+    /// threads the bot joined (what it can list without Manage Threads).
+    pub async fn joined_private_archived_threads(
+        &self,
+        channel_id: u64,
+        before: Option<u64>,
+    ) -> Result<Fetched<ThreadList>, ApiError> {
+        let mut request = self
+            .http
+            .joined_private_archived_threads(id(channel_id)?)
+            .limit(100);
+        if let Some(before) = before {
+            request = request.before(id(before)?);
+        }
+        let response = request.await.map_err(|e| ApiError::from_http(&e))?;
+        json(response, "archived threads").await
     }
 
     /// `GET /users/@me`: proves the token works before anything else happens.
@@ -126,6 +194,17 @@ impl DiscordClient {
 
 fn id<T>(raw: u64) -> Result<Id<T>, ApiError> {
     Id::new_checked(raw).ok_or_else(|| ApiError::Fatal("an ID of 0 is not a snowflake".into()))
+}
+
+async fn json<T: serde::de::DeserializeOwned, M>(
+    response: Response<M>,
+    what: &str,
+) -> Result<Fetched<T>, ApiError> {
+    let (headers, body) = read(response).await?;
+    Ok(Fetched {
+        value: parse_json(what, &body)?,
+        headers,
+    })
 }
 
 /// Reads headers and the whole body once; the body is parsed by the caller, never by twilight.

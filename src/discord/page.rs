@@ -195,15 +195,56 @@ pub struct ChannelInfo {
     pub last_message_id: Option<u64>,
     #[serde(default)]
     pub position: Option<i64>,
+    #[serde(default)]
+    pub permission_overwrites: Vec<crate::permissions::Overwrite>,
+    /// Threads only: when it was archived (the cursor of archived-thread listings).
+    #[serde(default)]
+    pub thread_metadata: Option<ThreadMetadata>,
 }
 
-pub fn parse_channels(body: &[u8]) -> Result<Vec<ChannelInfo>, ApiError> {
-    serde_json::from_slice(body).map_err(|e| bad_body("channel list", e))
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ThreadMetadata {
+    #[serde(default)]
+    pub archived: bool,
+    #[serde(default)]
+    pub archive_timestamp: Option<String>,
 }
 
-pub fn parse_channel(body: &[u8]) -> Result<ChannelInfo, ApiError> {
-    serde_json::from_slice(body).map_err(|e| bad_body("channel", e))
+/// `GET /guilds/{id}/threads/active` and the archived-thread listings.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ThreadList {
+    pub threads: Vec<ChannelInfo>,
+    #[serde(default)]
+    pub has_more: bool,
 }
+
+/// What permission math needs from `GET /guilds/{id}`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct GuildInfo {
+    #[serde(deserialize_with = "snowflake")]
+    pub id: u64,
+    #[serde(default, deserialize_with = "opt_snowflake")]
+    pub owner_id: Option<u64>,
+    #[serde(default)]
+    pub roles: Vec<crate::permissions::Role>,
+}
+
+/// What permission math needs from `GET /guilds/{id}/members/{user}`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct MemberInfo {
+    #[serde(default)]
+    pub roles: Vec<Snowflake>,
+}
+
+/// A snowflake in a list (`"roles": ["1", "2"]`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub struct Snowflake(#[serde(deserialize_with = "snowflake")] pub u64);
+
+/// Parses any of the JSON bodies above.
+pub fn parse_json<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| bad_body(what, e))
+}
+
 
 #[cfg(test)]
 mod tests {
@@ -282,11 +323,28 @@ mod tests {
     }
 
     #[test]
+    fn thread_listings_and_guilds_parse() {
+        let body = br#"{"threads":[{"id":"9","type":11,"parent_id":"2","name":"t","last_message_id":"12",
+            "thread_metadata":{"archived":true,"archive_timestamp":"2024-05-01T12:34:56.789000+00:00","auto_archive_duration":60,"locked":false}}],
+            "members":[],"has_more":true}"#;
+        let list: ThreadList = parse_json("threads", body).unwrap();
+        assert!(list.has_more);
+        assert_eq!(
+            list.threads[0].thread_metadata.as_ref().unwrap().archive_timestamp.as_deref(),
+            Some("2024-05-01T12:34:56.789000+00:00")
+        );
+        let guild: GuildInfo = parse_json("guild", br#"{"id":"1","owner_id":"5","roles":[{"id":"1","permissions":"1024"}],"name":"g"}"#).unwrap();
+        assert_eq!(guild.roles[0].permissions, 1024);
+        let member: MemberInfo = parse_json("member", br#"{"roles":["3","4"],"user":{"id":"7"}}"#).unwrap();
+        assert_eq!(member.roles, [Snowflake(3), Snowflake(4)]);
+    }
+
+    #[test]
     fn channels_parse_leniently() {
         let body = br#"[{"id":"1","type":4,"name":"cat","guild_id":"5","position":0},
             {"id":"2","type":0,"name":"general","parent_id":"1","last_message_id":"99","permission_overwrites":[],"nsfw":false},
             {"id":"3","type":2,"name":"voice","last_message_id":null,"bitrate":64000}]"#;
-        let channels = parse_channels(body).unwrap();
+        let channels: Vec<ChannelInfo> = parse_json("channels", body).unwrap();
         assert_eq!(channels.len(), 3);
         assert_eq!(channels[1].parent_id, Some(1));
         assert_eq!(channels[1].last_message_id, Some(99));

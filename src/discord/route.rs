@@ -9,8 +9,13 @@ pub enum Route {
     CurrentUser,
     Guild(u64),
     GuildChannels(u64),
+    GuildMember(u64, u64),
+    GuildActiveThreads(u64),
     Channel(u64),
     ChannelMessages(u64),
+    PublicArchivedThreads(u64),
+    PrivateArchivedThreads(u64),
+    JoinedPrivateArchivedThreads(u64),
 }
 
 impl Route {
@@ -20,7 +25,14 @@ impl Route {
             Route::CurrentUser => "users/@me".to_owned(),
             Route::Guild(id) => format!("guilds/{id}"),
             Route::GuildChannels(id) => format!("guilds/{id}/channels"),
+            Route::GuildMember(guild, user) => format!("guilds/{guild}/members/{user}"),
+            Route::GuildActiveThreads(id) => format!("guilds/{id}/threads/active"),
             Route::Channel(id) => format!("channels/{id}"),
+            Route::PublicArchivedThreads(id) => format!("channels/{id}/threads/archived/public"),
+            Route::PrivateArchivedThreads(id) => format!("channels/{id}/threads/archived/private"),
+            Route::JoinedPrivateArchivedThreads(id) => {
+                format!("channels/{id}/users/@me/threads/archived/private")
+            }
             Route::ChannelMessages(id) => format!("channels/{id}/messages"),
         }
     }

@@ -19,7 +19,7 @@ pub enum Preset {
 }
 
 /// Options of `simulate`.
-#[derive(Clone, Debug, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct SimulateArgs {
     /// Port on 127.0.0.1 (0 = any free port).
     #[arg(long, default_value_t = 8099)]
@@ -88,6 +88,17 @@ pub struct SimulateArgs {
     /// Delay of slow responses.
     #[arg(long, default_value_t = 30_000, value_name = "MS")]
     pub slow_delay_ms: u64,
+}
+
+impl std::fmt::Debug for SimulateArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulateArgs")
+            .field("port", &self.port)
+            .field("seed", &self.seed)
+            .field("preset", &self.preset)
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 fn probability(s: &str) -> Result<f64, String> {

@@ -973,7 +973,8 @@ impl Model {
     fn write_reaction(&self, out: &mut String, r: u8, rng: &mut Rng) {
         out.push_str("{\"emoji\":");
         if rng.chance(0.2) {
-            let (id, name, animated) = rng.pick(&self.custom_emojis);
+            let (id, name, animated) =
+                &self.custom_emojis[usize::from(r) % self.custom_emojis.len()];
             let _ = write!(out, "{{\"id\":\"{id}\",\"name\":\"{name}\"");
             if *animated {
                 out.push_str(",\"animated\":true");
@@ -1058,7 +1059,13 @@ fn make_user(
         index,
     );
     let mut rng = Rng::new(mix(seed ^ 0x05E4, index as u64));
+    // Bots carry VERIFIED_BOT; people a HypeSquad house or Active Developer, or nothing.
     let public_flags = *rng.pick(&[0u64, 0, 0, 64, 128, 256, 4_194_304]);
+    let public_flags = if bot_discriminator.is_some() {
+        65_536
+    } else {
+        public_flags
+    };
     let mut json = String::with_capacity(320);
     let _ = write!(json, "{{\"id\":\"{id}\",\"username\":");
     push_json_str(&mut json, username);

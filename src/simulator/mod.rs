@@ -46,7 +46,7 @@ pub use faults::{FaultKind, FaultSpec};
 pub use state::{LoggedRequest, SimState, SimStats};
 
 /// Everything a simulator run is made of.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SimConfig {
     /// Seeds message times, ids and content, and fault decisions (guild and channel ids depend
     /// only on the guild spec).
@@ -64,6 +64,23 @@ pub struct SimConfig {
     pub faults: FaultSpec,
     /// actix-web worker threads.
     pub workers: usize,
+}
+
+impl std::fmt::Debug for SimConfig {
+    /// The token is left out, as tokens are everywhere in this crate.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("seed", &self.seed)
+            .field("token", &"<redacted>")
+            .field("guild", &self.guild.name)
+            .field("channels", &self.guild.channels.len())
+            .field("global_per_second", &self.global_per_second)
+            .field("bucket", &self.bucket)
+            .field("latency", &self.latency)
+            .field("faults", &self.faults)
+            .field("workers", &self.workers)
+            .finish()
+    }
 }
 
 impl Default for SimConfig {
@@ -241,11 +258,10 @@ mod tests {
         let auth = token
             .map(|t| format!("Authorization: Bot {t}\r\n"))
             .unwrap_or_default();
-        write!(
-            stream,
+        let head = format!(
             "{method} {target} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        );
+        stream.write_all(head.as_bytes()).unwrap();
         let mut raw = Vec::new();
         let mut buf = [0u8; 65536];
         loop {

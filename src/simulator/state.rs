@@ -66,7 +66,6 @@ struct Metrics {
 }
 
 /// State shared by the handlers and by tests in other threads.
-#[derive(Debug)]
 pub struct SimState {
     pub(crate) model: Model,
     pub(crate) channels: Vec<ChannelState>,
@@ -78,6 +77,16 @@ pub struct SimState {
     pub(crate) latency: Duration,
     started: Instant,
     metrics: Mutex<Metrics>,
+}
+
+impl std::fmt::Debug for SimState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimState")
+            .field("guild_id", &self.model.guild_id)
+            .field("channels", &self.model.channels.len())
+            .field("revoked", &self.revoked)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SimState {

@@ -37,7 +37,9 @@ pub struct CheckpointRow {
     pub updated_at: String,
 }
 
-#[derive(Insertable, AsChangeset, Queryable, Selectable, Debug, Clone, PartialEq, Eq)]
+/// A channel as the listings describe it; the skip columns are written separately, so that
+/// recording a listing never forgets why a channel was skipped.
+#[derive(Insertable, AsChangeset, Debug, Clone, PartialEq, Eq)]
 #[diesel(table_name = channels, treat_none_as_null = true)]
 pub struct ChannelRow {
     pub id: i64,
@@ -46,6 +48,19 @@ pub struct ChannelRow {
     pub kind: i32,
     pub parent_id: Option<i64>,
     pub last_message_id: Option<i64>,
-    pub skip_reason: Option<String>,
     pub updated_at: String,
+}
+
+/// A channel as the archive knows it.
+#[derive(Queryable, Selectable, Debug, Clone, PartialEq, Eq)]
+#[diesel(table_name = channels)]
+pub struct KnownChannel {
+    pub id: i64,
+    pub guild_id: Option<i64>,
+    pub name: Option<String>,
+    pub kind: i32,
+    pub parent_id: Option<i64>,
+    pub last_message_id: Option<i64>,
+    pub skip_reason: Option<String>,
+    pub skipped_at: Option<String>,
 }

@@ -1,6 +1,6 @@
 //! Plain query functions on `&mut SqliteConnection`: the only SQL the archiver runs.
 
-use super::models::{ChannelRow, CheckpointRow, NewMessage};
+use super::models::{ChannelRow, CheckpointRow, KnownChannel, NewMessage};
 use super::schema::{archive_meta, channels, checkpoints, messages, runs};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
@@ -103,11 +103,27 @@ pub fn upsert_channel(conn: &mut SqliteConnection, row: &ChannelRow) -> QueryRes
     Ok(())
 }
 
-pub fn load_channels(conn: &mut SqliteConnection) -> QueryResult<Vec<ChannelRow>> {
+pub fn load_channels(conn: &mut SqliteConnection) -> QueryResult<Vec<KnownChannel>> {
     channels::table
         .order(channels::id)
-        .select(ChannelRow::as_select())
+        .select(KnownChannel::as_select())
         .load(conn)
+}
+
+/// Records why a channel is not archived (`None` clears it: the channel is readable again).
+pub fn set_skip(
+    conn: &mut SqliteConnection,
+    channel_id: i64,
+    reason: Option<&str>,
+    at: &str,
+) -> QueryResult<()> {
+    diesel::update(channels::table.find(channel_id))
+        .set((
+            channels::skip_reason.eq(reason),
+            channels::skipped_at.eq(reason.map(|_| at)),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 pub fn start_run(conn: &mut SqliteConnection, started_at: &str, command: &str) -> QueryResult<i32> {

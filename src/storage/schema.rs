@@ -19,6 +19,7 @@ diesel::table! {
         last_message_id -> Nullable<BigInt>,
         skip_reason -> Nullable<Text>,
         updated_at -> Text,
+        skipped_at -> Nullable<Text>,
     }
 }
 

@@ -1,0 +1,486 @@
+//! Discovery: which channels to archive, found with as few requests as possible and none to
+//! channels the bot cannot read.
+//!
+//! For a guild: its roles and the bot's member (permission math), its channels, its active
+//! threads, and the archived public and private threads of every channel that can have them.
+//! Every request goes through the same rate limiter as the fetchers'.
+
+use crate::actors::fetcher::{skip_reason, ChannelJob, Failure, Requester};
+use crate::actors::messages::{LoadChannels, LoadCheckpoints, MarkSkipped, RecordChannels};
+use crate::actors::writer::{to_i64, Writer};
+use crate::config::{GuildTarget, Settings};
+use crate::discord::page::ThreadList;
+use crate::discord::{ApiError, ChannelInfo, Route};
+use crate::permissions::{self, BotMember, MANAGE_THREADS};
+use crate::stats::{ChannelReport, ChannelStatus, Stats};
+use crate::storage::models::{ChannelRow, CheckpointRow, KnownChannel};
+use crate::storage::StorageError;
+use actix::prelude::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+
+/// Channel types whose messages are fetched directly: text, voice text, announcement, stage.
+pub const MESSAGE_CHANNEL_KINDS: [u8; 4] = [0, 2, 5, 13];
+/// Threads: announcement, public, private.
+pub const THREAD_KINDS: [u8; 3] = [10, 11, 12];
+/// Channels that can hold threads: text, announcement, forum, media.
+pub const THREAD_PARENT_KINDS: [u8; 4] = [0, 5, 15, 16];
+/// A channel found unreadable (403/404 when asked) is not asked again for this long.
+const SKIP_RECHECK_MS: u64 = 24 * 3600 * 1000;
+
+/// Errors that end discovery, and with it the run.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the bot token was rejected by Discord (HTTP 401)")]
+    Unauthorized,
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// What discovery found.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    pub jobs: Vec<ChannelJob>,
+    /// Channels not fetched, with why: no permission, known unreadable, or nothing new.
+    pub reports: Vec<ChannelReport>,
+}
+
+fn failure(f: Failure) -> DiscoveryError {
+    match f {
+        Failure::Api(ApiError::Unauthorized) | Failure::Exhausted(ApiError::Unauthorized) => {
+            DiscoveryError::Unauthorized
+        }
+        Failure::Interrupted => DiscoveryError::Interrupted,
+        Failure::Api(e) | Failure::Exhausted(e) => DiscoveryError::Failed(e.to_string()),
+        Failure::Storage(why, _) => DiscoveryError::Failed(why),
+    }
+}
+
+struct Ctx<'a> {
+    requester: &'a Requester,
+    settings: &'a Settings,
+    stats: &'a mut Stats,
+    known: HashMap<u64, KnownChannel>,
+    checkpoints: HashMap<u64, CheckpointRow>,
+    out: Discovered,
+    rows: Vec<ChannelRow>,
+    /// Newly found unreadable (Some) or readable again (None).
+    skips: Vec<(u64, Option<String>)>,
+    seen: HashSet<u64>,
+    now_ms: u64,
+}
+
+impl Ctx<'_> {
+    async fn get<T, F, Fut>(&mut self, route: Route, call: F) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<crate::discord::client::Fetched<T>, ApiError>>,
+    {
+        self.requester
+            .request(route, self.stats, call)
+            .await
+            .map(|f| f.value)
+    }
+
+    fn skip(&mut self, info: &ChannelInfo, reason: String, persist: bool) {
+        tracing::info!(channel = info.id, "not fetching {}: {reason}", label(info));
+        if persist {
+            self.skips.push((info.id, Some(reason.clone())));
+        }
+        self.out.reports.push(ChannelReport {
+            channel_id: info.id,
+            name: info.name.clone(),
+            status: ChannelStatus::Skipped(reason),
+            stats: Stats::default(),
+        });
+    }
+
+    /// Adds a job for a readable channel, unless it has provably nothing new (`listed`: the
+    /// info comes fresh from a listing, so its `last_message_id` can be trusted) or was found
+    /// unreadable recently.
+    fn consider(&mut self, info: &ChannelInfo, guild_id: Option<u64>, listed: bool) {
+        if !self.seen.insert(info.id) {
+            return;
+        }
+        if let Some(known) = self.known.get(&info.id) {
+            if let (Some(reason), Some(at)) = (&known.skip_reason, &known.skipped_at) {
+                let recent = crate::time::parse_rfc3339(at)
+                    .is_ok_and(|t| self.now_ms.saturating_sub(t) < SKIP_RECHECK_MS);
+                if recent {
+                    let reason = format!("{reason} (as of {at}; asked again a day later)");
+                    self.skip(info, reason, false);
+                    return;
+                }
+            }
+        }
+        if listed && self.up_to_date(info) {
+            self.out.reports.push(ChannelReport {
+                channel_id: info.id,
+                name: info.name.clone(),
+                status: ChannelStatus::Finished,
+                stats: Stats::default(),
+            });
+            return;
+        }
+        self.out.jobs.push(ChannelJob {
+            channel_id: info.id,
+            guild_id: info.guild_id.or(guild_id),
+            name: info.name.clone(),
+            kind: info.kind,
+            newest: info.last_message_id,
+        });
+    }
+
+    /// A complete checkpoint at or past the listing's newest message: nothing to ask for.
+    /// (Explicit ranges ignore checkpoints, so they always ask.)
+    fn up_to_date(&self, info: &ChannelInfo) -> bool {
+        if self.settings.is_explicit_range() {
+            return false;
+        }
+        let Some(cp) = self.checkpoints.get(&info.id) else {
+            return false;
+        };
+        cp.complete
+            && info
+                .last_message_id
+                .is_none_or(|newest| cp.last_message_id >= to_i64(newest))
+    }
+}
+
+fn label(info: &ChannelInfo) -> String {
+    info.name
+        .as_ref()
+        .map_or_else(|| format!("channel {}", info.id), |n| format!("#{n}"))
+}
+
+fn row(info: &ChannelInfo, guild_id: Option<u64>) -> ChannelRow {
+    ChannelRow {
+        id: to_i64(info.id),
+        guild_id: info.guild_id.or(guild_id).map(to_i64),
+        name: info.name.clone(),
+        kind: i32::from(info.kind),
+        parent_id: info.parent_id.map(to_i64),
+        last_message_id: info.last_message_id.map(to_i64),
+        updated_at: crate::time::now_rfc3339(),
+    }
+}
+
+/// Finds the channels to archive: every readable channel (and thread) of each guild, plus the
+/// listed channels. `bot_user_id` comes from the token check.
+pub async fn discover(
+    requester: &Requester,
+    writer: &Addr<Writer>,
+    settings: &Settings,
+    bot_user_id: u64,
+    stats: &mut Stats,
+) -> Result<Discovered, DiscoveryError> {
+    let gone = |_| DiscoveryError::Failed("the writer stopped".into());
+    let known = writer.send(LoadChannels).await.map_err(gone)??;
+    let checkpoints = writer.send(LoadCheckpoints).await.map_err(gone)??;
+    let mut ctx = Ctx {
+        requester,
+        settings,
+        stats,
+        known: known.into_iter().map(|k| (k.id as u64, k)).collect(),
+        checkpoints: checkpoints
+            .into_iter()
+            .map(|c| (c.channel_id as u64, c))
+            .collect(),
+        out: Discovered::default(),
+        rows: Vec::new(),
+        skips: Vec::new(),
+        seen: HashSet::new(),
+        now_ms: crate::time::now_ms(),
+    };
+    for guild in &settings.guilds {
+        discover_guild(&mut ctx, guild, bot_user_id).await?;
+    }
+    for &channel_id in &settings.channels {
+        discover_channel(&mut ctx, channel_id).await?;
+    }
+    let readable: Vec<u64> = ctx.out.jobs.iter().map(|j| j.channel_id).collect();
+    writer.send(RecordChannels(ctx.rows)).await.map_err(gone)??;
+    for (channel_id, reason) in ctx.skips {
+        writer
+            .send(MarkSkipped { channel_id, reason })
+            .await
+            .map_err(gone)??;
+    }
+    // A channel fetched again is readable as far as we know; a 403 re-marks it.
+    for channel_id in readable {
+        if ctx
+            .known
+            .get(&channel_id)
+            .is_some_and(|k| k.skip_reason.is_some())
+        {
+            writer
+                .send(MarkSkipped {
+                    channel_id,
+                    reason: None,
+                })
+                .await
+                .map_err(gone)??;
+        }
+    }
+    Ok(ctx.out)
+}
+
+async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), DiscoveryError> {
+    if ctx.seen.contains(&channel_id) {
+        return Ok(());
+    }
+    // A channel the archive already knows needs no lookup.
+    if let Some(k) = ctx.known.get(&channel_id) {
+        let info = ChannelInfo {
+            id: channel_id,
+            kind: k.kind as u8,
+            guild_id: k.guild_id.map(|g| g as u64),
+            name: k.name.clone(),
+            parent_id: k.parent_id.map(|p| p as u64),
+            last_message_id: None,
+            position: None,
+            permission_overwrites: Vec::new(),
+            thread_metadata: None,
+        };
+        ctx.consider(&info, None, false);
+        return Ok(());
+    }
+    let client = ctx.requester.client.clone();
+    match ctx
+        .get(Route::Channel(channel_id), || client.channel(channel_id))
+        .await
+    {
+        Ok(info) => {
+            ctx.rows.push(row(&info, None));
+            ctx.consider(&info, None, true);
+        }
+        Err(Failure::Api(e @ (ApiError::NotFound { .. } | ApiError::NoAccess { .. }))) => {
+            let info = ChannelInfo {
+                id: channel_id,
+                kind: 0,
+                guild_id: None,
+                name: None,
+                parent_id: None,
+                last_message_id: None,
+                position: None,
+                permission_overwrites: Vec::new(),
+                thread_metadata: None,
+            };
+            ctx.rows.push(row(&info, None));
+            ctx.seen.insert(channel_id);
+            ctx.skip(&info, skip_reason(&e), true);
+        }
+        Err(f) => return Err(failure(f)),
+    }
+    Ok(())
+}
+
+async fn discover_guild(
+    ctx: &mut Ctx<'_>,
+    guild: &GuildTarget,
+    bot_user_id: u64,
+) -> Result<(), DiscoveryError> {
+    let g = guild.id;
+    let client = ctx.requester.client.clone();
+    let not_found = |e: Failure| match e {
+        Failure::Api(ApiError::NotFound { .. } | ApiError::NoAccess { .. }) => {
+            DiscoveryError::Usage(format!(
+                "guild {g}: unknown, or the bot is not a member of it; check the ID and invite the bot"
+            ))
+        }
+        other => failure(other),
+    };
+    let info = ctx
+        .get(Route::Guild(g), || client.guild(g))
+        .await
+        .map_err(not_found)?;
+    // Without its member object the bot cannot compute permissions: then every channel is
+    // asked, and a 403 answers for the unreadable ones.
+    let member = match ctx
+        .get(Route::GuildMember(g, bot_user_id), || {
+            client.guild_member(g, bot_user_id)
+        })
+        .await
+    {
+        Ok(m) => Some(BotMember {
+            user_id: bot_user_id,
+            guild_id: g,
+            owner_id: info.owner_id,
+            roles: m.roles.iter().map(|r| r.0).collect(),
+        }),
+        Err(Failure::Api(ApiError::Unauthorized)) => return Err(DiscoveryError::Unauthorized),
+        Err(Failure::Interrupted) => return Err(DiscoveryError::Interrupted),
+        Err(e) => {
+            tracing::warn!("guild {g}: cannot read the bot's roles ({e:?}); asking every channel");
+            None
+        }
+    };
+    let base = member
+        .as_ref()
+        .map(|m| permissions::base_permissions(m, &info.roles));
+    let channels = ctx
+        .get(Route::GuildChannels(g), || client.guild_channels(g))
+        .await
+        .map_err(not_found)?;
+    let excluded: HashSet<u64> = guild.exclude_channels.iter().copied().collect();
+
+    // Effective permissions per channel; threads inherit their parent's.
+    let mut perms: HashMap<u64, u64> = HashMap::new();
+    for c in &channels {
+        ctx.rows.push(row(c, Some(g)));
+        if let (Some(base), Some(member)) = (base, &member) {
+            perms.insert(
+                c.id,
+                permissions::channel_permissions(base, member, &c.permission_overwrites),
+            );
+        }
+    }
+    let unreadable = |c: &ChannelInfo, kind: u8, perms: &HashMap<u64, u64>| {
+        perms
+            .get(&c.id)
+            .and_then(|p| permissions::unreadable_reason(kind, *p))
+    };
+
+    for c in &channels {
+        if excluded.contains(&c.id) || !MESSAGE_CHANNEL_KINDS.contains(&c.kind) {
+            continue;
+        }
+        match unreadable(c, c.kind, &perms) {
+            Some(why) => ctx.skip(c, why.to_owned(), false),
+            None => ctx.consider(c, Some(g), true),
+        }
+    }
+    if !ctx.settings.fetch.include_threads {
+        return Ok(());
+    }
+
+    // Threads: active ones for the whole guild, then archived ones per parent channel. A
+    // thread may move from active to archived between two listings: keyed by ID.
+    let mut threads: BTreeMap<u64, ChannelInfo> = BTreeMap::new();
+    let active: ThreadList = ctx
+        .get(Route::GuildActiveThreads(g), || client.active_threads(g))
+        .await
+        .map_err(failure)?;
+    for t in active.threads {
+        threads.insert(t.id, t);
+    }
+    for parent in channels.iter().filter(|c| {
+        THREAD_PARENT_KINDS.contains(&c.kind)
+            && !excluded.contains(&c.id)
+            && unreadable(c, 0, &perms).is_none()
+    }) {
+        let p = parent.id;
+        for t in archived(ctx, Route::PublicArchivedThreads(p), |before| {
+            let client = client.clone();
+            async move {
+                client
+                    .public_archived_threads(p, before.ts.as_deref())
+                    .await
+            }
+        })
+        .await?
+        {
+            threads.insert(t.id, t);
+        }
+        if parent.kind != 0 {
+            // Private threads exist in text channels only.
+            continue;
+        }
+        let manage = perms.get(&p).is_none_or(|perm| perm & MANAGE_THREADS != 0);
+        let listed = if manage {
+            archived(ctx, Route::PrivateArchivedThreads(p), |before| {
+                let client = client.clone();
+                async move {
+                    client
+                        .private_archived_threads(p, before.ts.as_deref())
+                        .await
+                }
+            })
+            .await?
+        } else {
+            archived(ctx, Route::JoinedPrivateArchivedThreads(p), |before| {
+                let client = client.clone();
+                async move { client.joined_private_archived_threads(p, before.id).await }
+            })
+            .await?
+        };
+        for t in listed {
+            threads.insert(t.id, t);
+        }
+    }
+    for t in threads.values() {
+        if !THREAD_KINDS.contains(&t.kind) {
+            continue;
+        }
+        ctx.rows.push(row(t, Some(g)));
+        let parent = t.parent_id.unwrap_or(0);
+        if excluded.contains(&t.id) || excluded.contains(&parent) {
+            continue;
+        }
+        let parent_perms = perms.get(&parent).copied();
+        match parent_perms.and_then(|p| permissions::unreadable_reason(0, p)) {
+            Some(why) => ctx.skip(t, format!("{why} (in the parent channel)"), false),
+            None => ctx.consider(t, Some(g), true),
+        }
+    }
+    Ok(())
+}
+
+/// The cursor of an archived-thread listing: public and private listings page by archive
+/// time, the joined-private listing by thread ID.
+#[derive(Default, Clone)]
+struct Before {
+    ts: Option<String>,
+    id: Option<u64>,
+}
+
+/// Pages an archived-thread listing to its end (`has_more: false`). A 403 here means the
+/// listing is not ours to read (no Read Message History / Manage Threads): nothing to add.
+async fn archived<F, Fut>(
+    ctx: &mut Ctx<'_>,
+    route: Route,
+    mut page: F,
+) -> Result<Vec<ChannelInfo>, DiscoveryError>
+where
+    F: FnMut(Before) -> Fut,
+    Fut: Future<Output = Result<crate::discord::client::Fetched<ThreadList>, ApiError>>,
+{
+    let mut out = Vec::new();
+    let mut before = Before::default();
+    loop {
+        let cursor = before.clone();
+        let list = match ctx.get(route, || page(cursor.clone())).await {
+            Ok(list) => list,
+            Err(Failure::Api(ApiError::NoAccess { .. } | ApiError::NotFound { .. })) => {
+                return Ok(out)
+            }
+            Err(f) => return Err(failure(f)),
+        };
+        let Some(last) = list.threads.last() else {
+            return Ok(out);
+        };
+        let next = Before {
+            ts: last
+                .thread_metadata
+                .as_ref()
+                .and_then(|m| m.archive_timestamp.clone()),
+            id: Some(last.id),
+        };
+        let more = list.has_more;
+        out.extend(list.threads);
+        // A listing that says "more" but gives no way to ask for it ends here.
+        if !more || (next.ts.is_none() && matches!(route, Route::PublicArchivedThreads(_) | Route::PrivateArchivedThreads(_))) {
+            return Ok(out);
+        }
+        if next.ts == before.ts && next.id == before.id {
+            return Ok(out);
+        }
+        before = next;
+    }
+}
