@@ -197,6 +197,7 @@ pub fn describe_stop(reason: &StopReason) -> String {
             "Cloudflare is blocking this IP (HTML 429); wait before running again".into()
         }
         StopReason::Abort(AbortReason::Storage(why)) => format!("storage failed: {why}"),
+        StopReason::Abort(AbortReason::InvalidRequests) => "stopped before Discord's invalid-request limit (10,000 401/403/429 responses in 10 minutes would ban this IP); everything fetched was saved. Check the bot's permissions, then run again".into(),
     }
 }
 
@@ -246,6 +247,7 @@ fn failure_text(f: &Failure) -> String {
         Failure::Api(e) | Failure::Exhausted(e) => e.to_string(),
         Failure::Interrupted => "interrupted".into(),
         Failure::Storage(why, _) => why.clone(),
+        Failure::InvalidRequestBudget => "too many rejected requests lately".into(),
     }
 }
 

@@ -59,6 +59,10 @@ fn failure(f: Failure) -> DiscoveryError {
         Failure::Interrupted => DiscoveryError::Interrupted,
         Failure::Api(e) | Failure::Exhausted(e) => DiscoveryError::Failed(e.to_string()),
         Failure::Storage(why, _) => DiscoveryError::Failed(why),
+        Failure::InvalidRequestBudget => DiscoveryError::Failed(
+            "too many rejected requests (401/403/429) lately; stopping before Discord bans this IP"
+                .into(),
+        ),
     }
 }
 

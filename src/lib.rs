@@ -29,6 +29,9 @@
 //! - [`actors::writer`]: owns the SQLite connection on its own thread.
 //! - [`discord`]: the only HTTP code (twilight-http), pages with raw JSON kept, errors classified.
 //! - [`storage`]: schema, migrations, queries; opening refuses files that are not ours.
+//! - [`progress`]: an observer of [`actors::messages::ProgressEvent`]s (subscribed through
+//!   [`app::RunOptions::progress`]): terminal bars, log lines, or nothing.
+//! - [`export`]: the archive read back oldest first per channel, as JSON Lines or an iterator.
 //! - [`config`], [`cli`], [`time`], [`filter`], [`stats`], [`report`]: settings, arguments,
 //!   snowflake/time math, the seed's filters, statistics, and what the user sees.
 //! - [`simulator`]: a Discord REST stand-in for tests, `demo` and `simulate`; it imports
@@ -43,6 +46,7 @@ pub mod discovery;
 pub mod export;
 pub mod faults;
 pub mod filter;
+pub mod progress;
 pub mod permissions;
 pub mod report;
 pub mod simulator;

@@ -58,6 +58,8 @@ pub enum Failure {
     Exhausted(ApiError),
     Interrupted,
     Storage(String, bool),
+    /// Too many 401/403/429 responses lately: the run must stop before Discord bans the IP.
+    InvalidRequestBudget,
 }
 
 impl Requester {
@@ -81,7 +83,8 @@ impl Requester {
             }
             let permit = tokio::select! {
                 permit = self.limiter.send(Acquire { route }) => permit
-                    .map_err(|_| Failure::Storage("the rate limiter stopped".into(), true))?,
+                    .map_err(|_| Failure::Storage("the rate limiter stopped".into(), true))?
+                    .map_err(|_| Failure::InvalidRequestBudget)?,
                 () = wait_for_shutdown(self.shutdown.clone()) => return Err(Failure::Interrupted),
             };
             stats.requests += 1;
@@ -132,7 +135,11 @@ impl Requester {
                     }
                 }
                 _ => {
-                    permit.complete(Feedback::Nothing);
+                    permit.complete(if error.is_invalid_request() {
+                        Feedback::Invalid
+                    } else {
+                        Feedback::Nothing
+                    });
                     return Err(Failure::Api(error));
                 }
             }
@@ -196,6 +203,7 @@ pub async fn archive_channel(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats
             Outcome::Abort(AbortReason::Unauthorized)
         }
         Err(Failure::Api(ApiError::Cloudflare)) => Outcome::Abort(AbortReason::Cloudflare),
+        Err(Failure::InvalidRequestBudget) => Outcome::Abort(AbortReason::InvalidRequests),
         Err(Failure::Api(e @ (ApiError::NoAccess { .. } | ApiError::NotFound { .. }))) => {
             let reason = skip_reason(&e);
             record_skip(env, job, &reason).await;

@@ -1,6 +1,6 @@
 //! The messages between the actors, each declaring its reply type.
 
-use super::rate_limiter::{Feedback, Permit};
+use super::rate_limiter::{BudgetExhausted, Feedback, Permit};
 use crate::discord::{FetchedMessage, Route};
 use crate::stats::Stats;
 use crate::storage::models::{ChannelRow, CheckpointRow, KnownChannel};
@@ -10,7 +10,7 @@ use actix::prelude::*;
 
 /// Fetcher → rate limiter: wait for the global bucket and the route's bucket, then go.
 #[derive(Message)]
-#[rtype(result = "Permit")]
+#[rtype(result = "Result<Permit, BudgetExhausted>")]
 pub struct Acquire {
     pub route: Route,
 }
@@ -109,6 +109,8 @@ pub enum Outcome {
 pub enum AbortReason {
     Unauthorized,
     Cloudflare,
+    /// Close to Discord's invalid-request limit: going on risks a ban of this IP.
+    InvalidRequests,
     Storage(String),
 }
 

@@ -30,11 +30,79 @@ pub const RESET_CAP: Duration = Duration::from_secs(60);
 /// Two resets closer than this belong to the same window (reset-after is rounded).
 const SAME_WINDOW: Duration = Duration::from_millis(250);
 
+/// Discord bans an IP for a while after 10,000 invalid responses (401, 403, 429 but for
+/// `shared` 429s) within 10 minutes. We slow down at a quarter of that and stop before half.
+pub const INVALID_WINDOW: Duration = Duration::from_secs(600);
+pub const INVALID_SLOW_AT: usize = 2_500;
+pub const INVALID_STOP_AT: usize = 4_999;
+
+/// Invalid responses in a rolling window.
+#[derive(Debug)]
+pub struct InvalidBudget {
+    window: Duration,
+    slow_at: usize,
+    stop_at: usize,
+    /// Arrival times, oldest first; never more than `stop_at` are kept.
+    times: VecDeque<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetState {
+    Normal,
+    /// Past a quarter of Discord's limit: requests go at a quarter of the global rate.
+    Slow,
+    /// Close to half of it: no more requests.
+    Exhausted,
+}
+
+impl InvalidBudget {
+    pub fn new(window: Duration, slow_at: usize, stop_at: usize) -> Self {
+        InvalidBudget {
+            window,
+            slow_at,
+            stop_at,
+            times: VecDeque::new(),
+        }
+    }
+
+    pub fn record(&mut self, now: Instant) {
+        self.prune(now);
+        if self.times.len() < self.stop_at {
+            self.times.push_back(now);
+        }
+    }
+
+    pub fn state(&mut self, now: Instant) -> BudgetState {
+        self.prune(now);
+        match self.times.len() {
+            n if n >= self.stop_at => BudgetState::Exhausted,
+            n if n >= self.slow_at => BudgetState::Slow,
+            _ => BudgetState::Normal,
+        }
+    }
+
+    fn prune(&mut self, now: Instant) {
+        while self
+            .times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
+        {
+            self.times.pop_front();
+        }
+    }
+}
+
+/// The run made so many invalid requests that going on would risk a ban of this IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetExhausted;
+
 /// What a completed request tells the limiter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Feedback {
     /// No usable information (a transport error, a 5xx, a dropped permit).
     Nothing,
+    /// A 401 or 403: no bucket information, but it counts against the invalid-request limit.
+    Invalid,
     Headers(RateLimitHeaders),
     RateLimited {
         retry_after: f64,
@@ -155,6 +223,7 @@ pub struct LimiterStats {
     pub granted: u64,
     pub rate_limited: u64,
     pub global_pauses: u64,
+    pub invalid_responses: u64,
 }
 
 #[derive(Message)]
@@ -164,6 +233,9 @@ pub struct GetStats;
 pub struct RateLimiter {
     /// The global bucket, shared with the reply futures that wait on it.
     global: Arc<DefaultDirectRateLimiter>,
+    /// A quarter of the global rate, also taken while the invalid-request budget runs low.
+    slow: Arc<DefaultDirectRateLimiter>,
+    invalid: InvalidBudget,
     /// Until when a global 429 stops every request. Shared with waiting reply futures (all on
     /// this actor's thread), which check it again after each wait.
     paused_until: Rc<Cell<Instant>>,
@@ -176,6 +248,8 @@ impl RateLimiter {
     pub fn new(per_second: f64) -> Self {
         RateLimiter {
             global: Arc::new(Governor::direct(global_quota(per_second))),
+            slow: Arc::new(Governor::direct(global_quota(per_second / 4.0))),
+            invalid: InvalidBudget::new(INVALID_WINDOW, INVALID_SLOW_AT, INVALID_STOP_AT),
             paused_until: Rc::new(Cell::new(Instant::now())),
             buckets: HashMap::new(),
             stats: LimiterStats::default(),
@@ -226,10 +300,14 @@ impl Actor for RateLimiter {
 }
 
 impl Handler<Acquire> for RateLimiter {
-    type Result = ResponseFuture<Permit>;
+    type Result = ResponseFuture<Result<Permit, BudgetExhausted>>;
 
     fn handle(&mut self, msg: Acquire, ctx: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
+        let budget = self.invalid.state(now);
+        if budget == BudgetState::Exhausted {
+            return Box::pin(async { Err(BudgetExhausted) });
+        }
         let bucket = self.buckets.entry(msg.route).or_default();
         let turn = if bucket.waiters.is_empty() && bucket.can_grant(now) {
             Ok(bucket.grant(now))
@@ -245,6 +323,7 @@ impl Handler<Acquire> for RateLimiter {
             done: false,
         };
         let global = self.global.clone();
+        let slow = (budget == BudgetState::Slow).then(|| self.slow.clone());
         let paused = self.paused_until.clone();
         Box::pin(async move {
             let at = match turn {
@@ -255,22 +334,30 @@ impl Handler<Acquire> for RateLimiter {
             // Created before any wait: if this future is dropped, the slot is released.
             let permit = permit;
             tokio::time::sleep_until(at).await;
+            if let Some(slow) = slow {
+                take_token(&slow).await;
+            }
             loop {
                 let pause = paused.get();
                 if pause > Instant::now() {
                     tokio::time::sleep_until(pause).await;
                     continue;
                 }
-                match global.check() {
-                    Ok(()) => break,
-                    Err(not_until) => {
-                        let wait = not_until.wait_time_from(DefaultClock::default().now());
-                        tokio::time::sleep(wait).await;
-                    }
+                take_token(&global).await;
+                // A global 429 may have arrived while we waited for the token.
+                if paused.get() <= Instant::now() {
+                    break;
                 }
             }
-            permit
+            Ok(permit)
         })
+    }
+}
+
+/// Waits for one token of a governor bucket (on tokio's timer).
+async fn take_token(bucket: &DefaultDirectRateLimiter) {
+    while let Err(not_until) = bucket.check() {
+        tokio::time::sleep(not_until.wait_time_from(DefaultClock::default().now())).await;
     }
 }
 
@@ -283,12 +370,18 @@ impl Handler<Release> for RateLimiter {
         bucket.in_flight = bucket.in_flight.saturating_sub(1);
         match &msg.feedback {
             Feedback::Nothing => {}
+            Feedback::Invalid => {
+                self.stats.invalid_responses += 1;
+                self.invalid.record(now);
+            }
             Feedback::Headers(h) => bucket.learn(h, now, RESET_CAP),
             Feedback::RateLimited {
                 retry_after,
                 global,
             } => {
                 self.stats.rate_limited += 1;
+                self.stats.invalid_responses += 1;
+                self.invalid.record(now);
                 // A 429's retry_after is obeyed in full: retrying earlier only earns another.
                 let until = now + Duration::from_secs_f64(*retry_after) + RESET_MARGIN;
                 if *global {
@@ -326,6 +419,25 @@ mod tests {
             reset_after: Some(reset_after),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_invalid_request_budget_slows_then_stops_and_forgets_old_errors() {
+        let start = Instant::now();
+        let mut b = InvalidBudget::new(Duration::from_secs(600), 3, 5);
+        assert_eq!(b.state(start), BudgetState::Normal);
+        for i in 0..3 {
+            b.record(start + Duration::from_secs(i));
+        }
+        assert_eq!(b.state(start + Duration::from_secs(3)), BudgetState::Slow);
+        b.record(start + Duration::from_secs(4));
+        b.record(start + Duration::from_secs(5));
+        assert_eq!(b.state(start + Duration::from_secs(6)), BudgetState::Exhausted);
+        // Ten minutes after the first ones, they no longer count.
+        assert_eq!(b.state(start + Duration::from_secs(602)), BudgetState::Slow);
+        assert_eq!(b.state(start + Duration::from_secs(605)), BudgetState::Normal);
+        // The real thresholds: a quarter and just under half of Discord's 10,000.
+        assert!(INVALID_SLOW_AT * 4 <= 10_000 && INVALID_STOP_AT * 2 < 10_000);
     }
 
     #[test]

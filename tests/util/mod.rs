@@ -261,3 +261,87 @@ pub fn assert_same_rows(actual: &BTreeMap<i64, Row>, expected: &BTreeMap<i64, Ro
         );
     }
 }
+
+// ---- Helpers for the reliability tests (tests/reliability*.rs) ----
+
+/// A read connection to any archive file (not only the harness's).
+pub fn conn_at(path: &std::path::Path) -> SqliteConnection {
+    SqliteConnection::establish(path.to_str().unwrap()).unwrap()
+}
+
+/// The message rows of any archive file, by id.
+pub fn archived_at(path: &std::path::Path) -> BTreeMap<i64, Row> {
+    diesel::sql_query("SELECT id, channel_id, content, raw_json FROM messages ORDER BY id")
+        .load::<Row>(&mut conn_at(path))
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect()
+}
+
+/// The checkpoints of any archive file, by channel.
+pub fn checkpoints_at(path: &std::path::Path) -> BTreeMap<i64, Checkpoint> {
+    diesel::sql_query(
+        "SELECT channel_id, last_message_id, total_messages, complete, oldest_message_id FROM checkpoints",
+    )
+    .load::<Checkpoint>(&mut conn_at(path))
+    .unwrap()
+    .into_iter()
+    .map(|c| (c.channel_id, c))
+    .collect()
+}
+
+/// Seeded choices for tests (splitmix64): the same seed, the same kill points and faults.
+pub struct SeededRng(pub u64);
+
+impl SeededRng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Starts the real binary without waiting, its output going to `<log>.out` / `<log>.err`
+/// (files, not pipes: a child nobody reads from must never block on a full pipe).
+pub fn spawn_bin(args: &[String], env: &[(&str, &str)], log: &std::path::Path) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_discord-archiver"));
+    cmd.args(args)
+        .env_remove("DISCORD_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
+        .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("the binary starts")
+}
+
+/// The `after=` cursor of a logged `GET /channels/{id}/messages` request, with its channel.
+pub fn page_request(r: &simulator::LoggedRequest) -> Option<(u64, u64)> {
+    let rest = r.path.strip_prefix("/api/v10/channels/")?;
+    let (channel, tail) = rest.split_once('/')?;
+    if tail != "messages" {
+        return None;
+    }
+    let after = r
+        .query
+        .split('&')
+        .find_map(|p| p.strip_prefix("after="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Some((channel.parse().ok()?, after))
+}
