@@ -133,7 +133,14 @@ pub struct ArchiveArgs {
 #[derive(Clone, Debug, Default, Args)]
 #[command(after_help = "Examples:
   discord-archiver status
-  discord-archiver status --db archive.db --json")]
+  discord-archiver status --db archive.db --json
+
+Per channel: messages stored, the oldest and newest stored message dates, when it was last
+fetched, and its state: complete (reached the newest message), partial (the next run
+resumes it), skipped (with the reason, e.g. no access), not fetched yet, or no messages of
+its own (categories, forums and media channels: their posts are threads, listed apart).
+The last run and its exit code follow the table. --json prints the same rows as a JSON
+array, each with a `state` field.")]
 pub struct StatusArgs {
     /// SQLite archive to inspect [default: archive.db].
     #[arg(long, value_name = "PATH")]
@@ -146,8 +153,15 @@ pub struct StatusArgs {
 
 #[derive(Clone, Debug, Args)]
 #[command(after_help = "Examples:
-  discord-archiver export --out messages.jsonl
-  discord-archiver export --channel 234567890123456789 --after 2024-05-01 > may.jsonl")]
+  discord-archiver export --db archive.db --out messages.jsonl
+  discord-archiver export --channel 234567890123456789 --after 2024-05-01 > may.jsonl
+  discord-archiver export --normalized --before 2025-01-01 | head
+
+Messages come oldest first within each channel, channels in ID order, streamed (constant
+memory on any archive size). Each line is the message's JSON exactly as Discord sent it;
+with --normalized, a flat object instead: id, channel_id, guild_id, author_id, author_name,
+author_is_bot, content, created_at, edited_at, message_type, reference_message_id
+(snowflakes as strings, absent values as null).")]
 pub struct ExportArgs {
     /// SQLite archive to read [default: archive.db].
     #[arg(long, value_name = "PATH")]
@@ -172,6 +186,10 @@ pub struct ExportArgs {
     /// Write here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+
+    /// One flat object per message (the archive's columns) instead of Discord's raw JSON.
+    #[arg(long)]
+    pub normalized: bool,
 }
 
 #[derive(Clone, Debug, Args)]

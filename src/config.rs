@@ -298,6 +298,8 @@ pub struct ExportSettings {
     pub format: ExportFormat,
     /// `None` means standard output.
     pub out: Option<PathBuf>,
+    /// The flat normalized form instead of the raw JSON (see `export`).
+    pub normalized: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -606,6 +608,7 @@ pub fn resolve_export(args: &ExportArgs) -> Result<ExportSettings, ConfigError> 
         bounds: parse_range(args.after.as_deref(), args.before.as_deref(), None)?,
         format,
         out: args.out.clone(),
+        normalized: args.normalized,
     })
 }
 
@@ -1971,12 +1974,14 @@ id = 234567890123456789
             before: None,
             format: "JSONL".into(),
             out: None,
+            normalized: true,
         };
         let e = resolve_export(&export).unwrap();
         assert_eq!(
             (e.channels.as_slice(), e.bounds.after, e.format),
             (&[5, 6][..], Some(1), ExportFormat::Jsonl)
         );
+        assert!(e.normalized);
         let shown = resolve_export(&ExportArgs {
             format: "csv".into(),
             ..export

@@ -1,12 +1,47 @@
-//! `export`: the archive as JSON Lines, oldest first per channel, streamed in constant memory.
+//! `export`: the archive read back, oldest first per channel, streamed in constant memory.
 //!
-//! Each line is a message's raw JSON exactly as Discord sent it: what stage 2 reads.
+//! This is what stage 2 (chunking, embedding) reads. Two forms:
+//!
+//! - **raw** (the default): each line is a message's JSON exactly as Discord sent it
+//!   (`raw_json`), so every field is there, including ones this version does not know.
+//! - **normalized** (`--normalized`): each line is one flat object with the archive's
+//!   columns, the same for every message ([`ExportedMessage`]):
+//!
+//! ```json
+//! {"id":"1234","channel_id":"567","guild_id":"89","author_id":"42","author_name":"ann",
+//!  "author_is_bot":false,"content":"hello","created_at":"2024-05-01T12:34:56.789000+00:00",
+//!  "edited_at":null,"message_type":0,"reference_message_id":null}
+//! ```
+//!
+//!   Snowflakes are strings, as in Discord's own JSON (they do not fit a JavaScript
+//!   number); `guild_id`, `edited_at` and `reference_message_id` may be `null`; times are
+//!   RFC 3339 as Discord sent them; `message_type` is Discord's message type (0 default,
+//!   19 reply, ...).
+//!
+//! Order: by channel ID, then by message ID (oldest first) within a channel, which is the
+//! archive's `(channel_id, id)` index: SQLite streams rows off it without sorting, and rows
+//! are read one at a time (diesel `load_iter`), so memory stays flat on any archive size.
+//!
+//! From Rust, [`messages`] gives the same rows as an iterator:
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use discord_archiver::export::{self, ExportFilter};
+//! let mut conn = discord_archiver::storage::open_ro(std::path::Path::new("archive.db"))?;
+//! for message in export::messages(&mut conn, &ExportFilter::default())? {
+//!     let message = message?;
+//!     println!("{} {}: {}", message.created_at, message.author_name, message.content);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::storage::schema::messages;
 use crate::storage::sql_id as id;
 use diesel::connection::DefaultLoadingMode;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
+use diesel::sqlite::{Sqlite, SqliteConnection};
+use serde::Serialize;
 use std::io::Write;
 
 /// Which messages to export.
@@ -14,18 +49,88 @@ use std::io::Write;
 pub struct ExportFilter {
     /// Empty means all channels.
     pub channels: Vec<u64>,
+    /// Only messages with an ID greater than this.
     pub after: Option<u64>,
+    /// Only messages with an ID less than this.
     pub before: Option<u64>,
 }
 
-/// Streams the raw JSON of the selected messages, one per line; returns how many were written.
-pub fn export_jsonl(
-    conn: &mut SqliteConnection,
-    filter: &ExportFilter,
-    out: &mut dyn Write,
-) -> anyhow::Result<u64> {
+/// One archived message: the indexed columns, plus the raw JSON (not part of the
+/// normalized line; serialize it yourself if you want it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExportedMessage {
+    #[serde(with = "as_string")]
+    pub id: u64,
+    #[serde(with = "as_string")]
+    pub channel_id: u64,
+    #[serde(with = "opt_as_string")]
+    pub guild_id: Option<u64>,
+    #[serde(with = "as_string")]
+    pub author_id: u64,
+    pub author_name: String,
+    pub author_is_bot: bool,
+    pub content: String,
+    pub created_at: String,
+    pub edited_at: Option<String>,
+    pub message_type: i32,
+    #[serde(with = "opt_as_string")]
+    pub reference_message_id: Option<u64>,
+    /// The message exactly as the API sent it.
+    #[serde(skip)]
+    pub raw_json: String,
+}
+
+type Row = (
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    String,
+    bool,
+    String,
+    String,
+    Option<String>,
+    i32,
+    Option<i64>,
+    String,
+);
+
+impl From<Row> for ExportedMessage {
+    fn from(r: Row) -> Self {
+        let (
+            id,
+            channel_id,
+            guild_id,
+            author_id,
+            author_name,
+            author_is_bot,
+            content,
+            created_at,
+            edited_at,
+            message_type,
+            reference_message_id,
+            raw_json,
+        ) = r;
+        // Snowflakes are stored from u64s below 2^63, so they read back non-negative.
+        ExportedMessage {
+            id: id as u64,
+            channel_id: channel_id as u64,
+            guild_id: guild_id.map(|g| g as u64),
+            author_id: author_id as u64,
+            author_name,
+            author_is_bot,
+            content,
+            created_at,
+            edited_at,
+            message_type,
+            reference_message_id: reference_message_id.map(|r| r as u64),
+            raw_json,
+        }
+    }
+}
+
+fn selected(filter: &ExportFilter) -> messages::BoxedQuery<'static, Sqlite> {
     let mut query = messages::table
-        .select(messages::raw_json)
         .order((messages::channel_id, messages::id))
         .into_boxed();
     if !filter.channels.is_empty() {
@@ -38,6 +143,42 @@ pub fn export_jsonl(
     if let Some(before) = filter.before {
         query = query.filter(messages::id.lt(id(before)));
     }
+    query
+}
+
+/// The selected messages, oldest first per channel, read one row at a time.
+///
+/// The iterator borrows the connection until it is dropped.
+pub fn messages<'c>(
+    conn: &'c mut SqliteConnection,
+    filter: &ExportFilter,
+) -> QueryResult<impl Iterator<Item = QueryResult<ExportedMessage>> + 'c> {
+    let rows = selected(filter)
+        .select((
+            messages::id,
+            messages::channel_id,
+            messages::guild_id,
+            messages::author_id,
+            messages::author_name,
+            messages::author_is_bot,
+            messages::content,
+            messages::created_at,
+            messages::edited_at,
+            messages::message_type,
+            messages::reference_message_id,
+            messages::raw_json,
+        ))
+        .load_iter::<Row, DefaultLoadingMode>(conn)?;
+    Ok(rows.map(|row| row.map(ExportedMessage::from)))
+}
+
+/// Streams the raw JSON of the selected messages, one per line; returns how many were written.
+pub fn export_jsonl(
+    conn: &mut SqliteConnection,
+    filter: &ExportFilter,
+    out: &mut dyn Write,
+) -> anyhow::Result<u64> {
+    let query = selected(filter).select(messages::raw_json);
     let mut written = 0;
     for raw in query.load_iter::<String, DefaultLoadingMode>(conn)? {
         let raw = raw?;
@@ -47,4 +188,139 @@ pub fn export_jsonl(
     }
     out.flush()?;
     Ok(written)
+}
+
+/// Streams the normalized form (see the module docs), one object per line; returns how many
+/// were written.
+pub fn export_normalized_jsonl(
+    conn: &mut SqliteConnection,
+    filter: &ExportFilter,
+    out: &mut dyn Write,
+) -> anyhow::Result<u64> {
+    let mut written = 0;
+    for message in messages(conn, filter)? {
+        serde_json::to_writer(&mut *out, &message?)?;
+        out.write_all(b"\n")?;
+        written += 1;
+    }
+    out.flush()?;
+    Ok(written)
+}
+
+mod as_string {
+    pub fn serialize<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+}
+
+mod opt_as_string {
+    pub fn serialize<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::models::NewMessage;
+    use crate::storage::queries::{save_batch, CheckpointUpdate};
+
+    fn archive() -> (tempfile::TempDir, crate::storage::Archive) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = crate::storage::open_rw(&dir.path().join("t.db")).unwrap();
+        let raws: Vec<String> = (0..6).map(|i| format!("{{\"id\":\"{i}\"}}")).collect();
+        // Two channels, inserted out of order.
+        let rows: Vec<NewMessage<'_>> = [(5, 20), (1, 10), (3, 20), (2, 10), (4, 10)]
+            .iter()
+            .map(|&(id, channel)| NewMessage {
+                id,
+                channel_id: channel,
+                guild_id: (channel == 10).then_some(1),
+                author_id: 3,
+                author_name: "ann",
+                author_is_bot: false,
+                content: "héllo \"🎉\"\n",
+                created_at: "2024-05-01T12:34:56.789000+00:00",
+                edited_at: None,
+                message_type: 19,
+                reference_message_id: (id == 2).then_some(1),
+                raw_json: &raws[id as usize],
+            })
+            .collect();
+        let cp = CheckpointUpdate {
+            channel_id: 10,
+            last_message_id: Some(5),
+            oldest: None,
+            complete: Some(true),
+            now: "now".into(),
+        };
+        save_batch(&mut a.conn, &rows, &cp).unwrap();
+        (dir, a)
+    }
+
+    fn ids(conn: &mut SqliteConnection, filter: &ExportFilter) -> Vec<(u64, u64)> {
+        messages(conn, filter)
+            .unwrap()
+            .map(|m| m.map(|m| (m.channel_id, m.id)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn oldest_first_per_channel_and_filtered() {
+        let (_d, mut a) = archive();
+        let c = &mut a.conn;
+        assert_eq!(
+            ids(c, &ExportFilter::default()),
+            [(10, 1), (10, 2), (10, 4), (20, 3), (20, 5)]
+        );
+        let f = ExportFilter {
+            channels: vec![20],
+            ..Default::default()
+        };
+        assert_eq!(ids(c, &f), [(20, 3), (20, 5)]);
+        let f = ExportFilter {
+            after: Some(1),
+            before: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(ids(c, &f), [(10, 2), (10, 4), (20, 3)]);
+    }
+
+    #[test]
+    fn raw_lines_are_the_stored_json() {
+        let (_d, mut a) = archive();
+        let mut out = Vec::new();
+        let n = export_jsonl(&mut a.conn, &ExportFilter::default(), &mut out).unwrap();
+        assert_eq!(n, 5);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], r#"{"id":"1"}"#);
+        assert_eq!(lines[4], r#"{"id":"5"}"#);
+    }
+
+    #[test]
+    fn normalized_lines_are_flat_and_documented() {
+        let (_d, mut a) = archive();
+        let mut out = Vec::new();
+        export_normalized_jsonl(&mut a.conn, &ExportFilter::default(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            first,
+            serde_json::json!({
+                "id": "1", "channel_id": "10", "guild_id": "1", "author_id": "3",
+                "author_name": "ann", "author_is_bot": false, "content": "héllo \"🎉\"\n",
+                "created_at": "2024-05-01T12:34:56.789000+00:00", "edited_at": null,
+                "message_type": 19, "reference_message_id": null
+            })
+        );
+        let second: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(second["reference_message_id"], "1");
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last["guild_id"], serde_json::Value::Null);
+        assert_eq!(text.lines().count(), 5);
+    }
 }

@@ -434,7 +434,7 @@ mod tests {
         b.record(start + Duration::from_secs(5));
         assert_eq!(b.state(start + Duration::from_secs(6)), BudgetState::Exhausted);
         // Ten minutes after the first ones, they no longer count.
-        assert_eq!(b.state(start + Duration::from_secs(602)), BudgetState::Slow);
+        assert_eq!(b.state(start + Duration::from_secs(601)), BudgetState::Slow);
         assert_eq!(b.state(start + Duration::from_secs(605)), BudgetState::Normal);
         // The real thresholds: a quarter and just under half of Discord's 10,000.
         assert!(INVALID_SLOW_AT * 4 <= 10_000 && INVALID_STOP_AT * 2 < 10_000);
