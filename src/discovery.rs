@@ -124,11 +124,19 @@ impl Ctx<'_> {
             }
         }
         if listed && self.up_to_date(info) {
+            tracing::info!(
+                channel = info.id,
+                "{} is up to date (resuming from its checkpoint needs no request)",
+                label(info)
+            );
             self.out.reports.push(ChannelReport {
                 channel_id: info.id,
                 name: info.name.clone(),
                 status: ChannelStatus::Finished,
-                stats: Stats::default(),
+                stats: Stats {
+                    resumed_from_checkpoint: 1,
+                    ..Stats::default()
+                },
             });
             return;
         }
@@ -300,34 +308,39 @@ async fn discover_guild(
         }
         other => failure(other),
     };
-    let info = ctx
-        .get(Route::Guild(g), || client.guild(g))
-        .await
-        .map_err(not_found)?;
-    // Without its member object the bot cannot compute permissions: then every channel is
-    // asked, and a 403 answers for the unreadable ones.
-    let member = match ctx
-        .get(Route::GuildMember(g, bot_user_id), || {
-            client.guild_member(g, bot_user_id)
-        })
-        .await
-    {
-        Ok(m) => Some(BotMember {
-            user_id: bot_user_id,
-            guild_id: g,
-            owner_id: info.owner_id,
-            roles: m.roles.iter().map(|r| r.0).collect(),
-        }),
-        Err(Failure::Api(ApiError::Unauthorized)) => return Err(DiscoveryError::Unauthorized),
-        Err(Failure::Interrupted) => return Err(DiscoveryError::Interrupted),
-        Err(e) => {
-            tracing::warn!("guild {g}: cannot read the bot's roles ({e:?}); asking every channel");
-            None
-        }
+    // Without the guild's roles or the bot's member object the bot cannot compute
+    // permissions: then every channel is asked, and a 403 answers for the unreadable ones.
+    // The channel listing below is what decides whether the guild exists for us.
+    let info = match ctx.get(Route::Guild(g), || client.guild(g)).await {
+        Ok(info) => Some(info),
+        Err(Failure::Api(ApiError::NotFound { .. } | ApiError::NoAccess { .. })) => None,
+        Err(f) => return Err(failure(f)),
     };
-    let base = member
-        .as_ref()
-        .map(|m| permissions::base_permissions(m, &info.roles));
+    let member = match &info {
+        None => None,
+        Some(info) => match ctx
+            .get(Route::GuildMember(g, bot_user_id), || {
+                client.guild_member(g, bot_user_id)
+            })
+            .await
+        {
+            Ok(m) => Some(BotMember {
+                user_id: bot_user_id,
+                guild_id: g,
+                owner_id: info.owner_id,
+                roles: m.roles.iter().map(|r| r.0).collect(),
+            }),
+            Err(Failure::Api(ApiError::NotFound { .. } | ApiError::NoAccess { .. })) => None,
+            Err(f) => return Err(failure(f)),
+        },
+    };
+    if member.is_none() {
+        tracing::warn!("guild {g}: cannot read the bot's roles; asking every channel");
+    }
+    let base = match (&member, &info) {
+        (Some(m), Some(info)) => Some(permissions::base_permissions(m, &info.roles)),
+        _ => None,
+    };
     let channels = ctx
         .get(Route::GuildChannels(g), || client.guild_channels(g))
         .await
@@ -367,12 +380,16 @@ async fn discover_guild(
     // Threads: active ones for the whole guild, then archived ones per parent channel. A
     // thread may move from active to archived between two listings: keyed by ID.
     let mut threads: BTreeMap<u64, ChannelInfo> = BTreeMap::new();
-    let active: ThreadList = ctx
+    match ctx
         .get(Route::GuildActiveThreads(g), || client.active_threads(g))
         .await
-        .map_err(failure)?;
-    for t in active.threads {
-        threads.insert(t.id, t);
+    {
+        Ok(active) => threads.extend(active.threads.into_iter().map(|t| (t.id, t))),
+        // A server (or proxy) without thread listings: archive the channels at least.
+        Err(Failure::Api(e @ (ApiError::NotFound { .. } | ApiError::NoAccess { .. }))) => {
+            tracing::warn!("guild {g}: active threads not listed ({e}); continuing without them");
+        }
+        Err(f) => return Err(failure(f)),
     }
     for parent in channels.iter().filter(|c| {
         THREAD_PARENT_KINDS.contains(&c.kind)

@@ -4,8 +4,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use discord_archiver::app::{self, RunOptions};
 use discord_archiver::cli::{Cli, Command};
-use discord_archiver::config::{self, ApiBase, GuildTarget, ProgressMode, Settings, Token};
+use discord_archiver::config::{self, ApiBase, GuildTarget, Settings, Token};
 use discord_archiver::export::{self, ExportFilter};
+use discord_archiver::progress::{Progress, Terminal};
 use discord_archiver::stats::RunReport;
 use discord_archiver::{report, simulator, storage};
 use std::process::ExitCode;
@@ -13,10 +14,12 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(config::log_level(cli.verbose, cli.quiet));
+    // Log lines and progress bars share stderr through this.
+    let terminal = Terminal::default();
+    init_tracing(config::log_level(cli.verbose, cli.quiet), &terminal);
     let code = match cli.command {
         Command::Archive(args) => match config::resolve_archive(&args, &config::process_env) {
-            Ok(settings) => archive(settings),
+            Ok(settings) => archive(settings, &terminal),
             Err(e) => usage_error(&e),
         },
         Command::Status(args) => status(&config::resolve_status(&args)),
@@ -32,14 +35,14 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo(args) => match config::resolve_demo(&args) {
-            Ok(settings) => demo(&settings),
+            Ok(settings) => demo(&settings, &terminal),
             Err(e) => usage_error(&e),
         },
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-fn init_tracing(level: tracing_subscriber::filter::LevelFilter) {
+fn init_tracing(level: tracing_subscriber::filter::LevelFilter, terminal: &Terminal) {
     // Dependencies are quiet unless asked for: twilight logs every 429 response at warn,
     // which our own rate-limit lines already say better.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -49,7 +52,7 @@ fn init_tracing(level: tracing_subscriber::filter::LevelFilter) {
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(terminal.clone())
         .with_target(false)
         .init();
 }
@@ -59,7 +62,7 @@ fn usage_error(e: &dyn std::fmt::Display) -> i32 {
     2
 }
 
-fn archive(settings: Settings) -> i32 {
+fn archive(settings: Settings, terminal: &Terminal) -> i32 {
     let token = match config::read_token(&settings, &config::process_env) {
         Ok(token) => token,
         Err(e) => return usage_error(&e),
@@ -69,17 +72,38 @@ fn archive(settings: Settings) -> i32 {
         handle_signals: true,
         ..RunOptions::default()
     };
-    finish(run(settings, token, options), stats_json.as_deref())
+    finish(run(settings, token, options, terminal), stats_json.as_deref())
 }
 
-/// Runs an archive in its own actix system.
-fn run(settings: Settings, token: Token, options: RunOptions) -> Result<RunReport, app::RunError> {
-    actix::System::new().block_on(app::archive(settings, token, options))
+/// Runs an archive in its own actix system, with the progress display the settings ask for.
+fn run(
+    settings: Settings,
+    token: Token,
+    mut options: RunOptions,
+    terminal: &Terminal,
+) -> Result<RunReport, app::RunError> {
+    let progress = Progress::new(settings.progress, terminal);
+    let result = actix::System::new().block_on(async {
+        // The observer lives in the run's system; `off` still subscribes, so that the
+        // supervisor does not log the events itself.
+        options.progress.push(progress.recipient());
+        app::archive(settings, token, options).await
+    });
+    // The bars go before the summary is printed.
+    progress.finish();
+    result
 }
 
 fn finish(result: Result<RunReport, app::RunError>, stats_json: Option<&std::path::Path>) -> i32 {
     match result {
         Ok(report) => {
+            if report.totals.content_intent_missing() {
+                tracing::warn!(
+                    "{} of {} messages from people came empty: the bot seems to lack the Message Content intent (see the summary)",
+                    report.totals.content_missing,
+                    report.totals.from_people()
+                );
+            }
             print!("{}", report::summary(&report));
             if let Some(path) = stats_json {
                 let json = serde_json::to_string_pretty(&report).expect("reports serialize");
@@ -98,21 +122,20 @@ fn finish(result: Result<RunReport, app::RunError>, stats_json: Option<&std::pat
 }
 
 fn status(settings: &config::StatusSettings) -> i32 {
-    let rows = storage::open_ro(&settings.database)
+    let read = storage::open_ro(&settings.database)
         .map_err(anyhow::Error::from)
         .and_then(|mut conn| {
-            storage::queries::channel_status(&mut conn).context("reading the archive")
+            let rows = storage::queries::channel_status(&mut conn).context("reading the archive")?;
+            let last_run = storage::queries::last_run(&mut conn).context("reading the runs")?;
+            Ok((rows, last_run))
         });
-    match rows {
-        Ok(rows) if settings.json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&rows).expect("rows serialize")
-            );
+    match read {
+        Ok((rows, _)) if settings.json => {
+            println!("{}", report::status_json(&rows));
             0
         }
-        Ok(rows) => {
-            print!("{}", report::status_table(&rows));
+        Ok((rows, last_run)) => {
+            print!("{}", report::status_table(&rows, last_run.as_ref()));
             0
         }
         Err(e) => {
@@ -130,22 +153,36 @@ fn export(settings: &config::ExportSettings) -> i32 {
             after: settings.bounds.after,
             before: settings.bounds.before,
         };
+        let write = if settings.normalized {
+            export::export_normalized_jsonl
+        } else {
+            export::export_jsonl
+        };
         match &settings.out {
             Some(path) => {
                 let file = std::fs::File::create(path)
                     .with_context(|| format!("creating {}", path.display()))?;
                 let mut out = std::io::BufWriter::new(file);
-                export::export_jsonl(&mut conn, &filter, &mut out)
+                write(&mut conn, &filter, &mut out)
             }
             None => {
                 let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                export::export_jsonl(&mut conn, &filter, &mut out)
+                write(&mut conn, &filter, &mut out)
             }
         }
     })();
     match result {
         Ok(n) => {
             eprintln!("exported {n} messages");
+            0
+        }
+        // `export | head`: the reader has all it wanted.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
             0
         }
         Err(e) => {
@@ -156,7 +193,7 @@ fn export(settings: &config::ExportSettings) -> i32 {
 }
 
 /// The demo: the built-in simulator on a free port, archived like a real guild.
-fn demo(settings: &config::DemoSettings) -> i32 {
+fn demo(settings: &config::DemoSettings, terminal: &Terminal) -> i32 {
     const DEMO_TOKEN: &str = "demo-token";
     let sim_config = simulator::SimConfig {
         seed: settings.seed.unwrap_or(2024),
@@ -197,8 +234,10 @@ fn demo(settings: &config::DemoSettings) -> i32 {
         handle_signals: true,
         ..RunOptions::default()
     };
-    let _ = ProgressMode::Auto;
-    let code = finish(run(archive_settings, Token::new(DEMO_TOKEN), options), None);
+    let code = finish(
+        run(archive_settings, Token::new(DEMO_TOKEN), options, terminal),
+        None,
+    );
     let db = settings.database.display();
     println!(
         "\nLook inside:\n  discord-archiver status --db {db}\n  discord-archiver export --db {db} | head\n  sqlite3 {db} 'SELECT channel_id, COUNT(*) FROM messages GROUP BY channel_id'\nRun the demo again to see it resume: only new messages are fetched."

@@ -1,10 +1,17 @@
 //! Run statistics, per channel and in total, as SPEC.md names them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Below this many messages from people, missing content proves nothing.
+pub const INTENT_MIN_MESSAGES: u64 = 20;
+
 /// Counters for one channel (or, summed, for a run).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+///
+/// `Deserialize` reads them back from the `runs` table (fields a older run did not record
+/// read as 0).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Stats {
     /// Messages received from Discord (stored or filtered).
     pub total_processed: u64,
@@ -43,6 +50,20 @@ impl Stats {
         self.requests += other.requests;
         self.restarts += other.restarts;
         self.content_missing += other.content_missing;
+    }
+
+    /// Messages received from people: all but those the bot filter dropped.
+    pub fn from_people(&self) -> u64 {
+        self.total_processed
+            .saturating_sub(self.skipped_bot_messages)
+    }
+
+    /// True when most messages from people came with no content, attachments or embeds
+    /// (more than half of at least [`INTENT_MIN_MESSAGES`]): what Discord sends a bot
+    /// without the Message Content intent. A normal guild has a few such messages at most.
+    pub fn content_intent_missing(&self) -> bool {
+        let people = self.from_people();
+        people >= INTENT_MIN_MESSAGES && self.content_missing * 2 > people
     }
 
     pub fn skipped(&self) -> u64 {
@@ -103,5 +124,43 @@ impl RunReport {
 
     pub fn total_requests(&self) -> u64 {
         self.totals.requests + self.discovery_requests
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(processed: u64, bots: u64, missing: u64) -> Stats {
+        Stats {
+            total_processed: processed,
+            skipped_bot_messages: bots,
+            content_missing: missing,
+            ..Stats::default()
+        }
+    }
+
+    #[test]
+    fn the_intent_check_needs_a_majority_of_enough_messages() {
+        // An intent-less guild: every message from a person arrives empty.
+        assert!(stats(1_000, 100, 900).content_intent_missing());
+        // Bots do not dilute it: 80% bots, and every person's message empty.
+        assert!(stats(1_000, 800, 200).content_intent_missing());
+        // A normal guild: a few empty messages (stickers, deleted content).
+        assert!(!stats(1_000, 100, 12).content_intent_missing());
+        assert!(!stats(0, 0, 0).content_intent_missing());
+        // Exactly half is not a majority.
+        assert!(!stats(40, 0, 20).content_intent_missing());
+        assert!(stats(40, 0, 21).content_intent_missing());
+        // Too few messages to tell: a resumed run that fetched a handful.
+        assert!(!stats(19, 0, 19).content_intent_missing());
+        assert!(stats(20, 0, 20).content_intent_missing());
+    }
+
+    #[test]
+    fn stats_read_back_from_older_json() {
+        let s: Stats = serde_json::from_str(r#"{"total_processed": 5, "unknown": 1}"#).unwrap();
+        assert_eq!(s.total_processed, 5);
+        assert_eq!(s.content_missing, 0);
     }
 }

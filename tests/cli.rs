@@ -141,5 +141,5 @@ fn demo_archives_and_then_resumes() {
     assert_exit(&out, 0, "demo again");
     let again = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(again.contains(" 0 stored"), "nothing new: {again}");
-    assert!(text(&out).contains("resuming"), "{}", text(&out));
+    assert!(text(&out).contains("up to date"), "{}", text(&out));
 }

@@ -345,7 +345,7 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
             if batch.len >= batch_size {
                 stored += flush(env, job, &mut batch, extends_prefix, Some(false), stats).await?;
             }
-            if processed % progress_every == 0 {
+            if processed.is_multiple_of(progress_every) {
                 progress(
                     env,
                     job,

@@ -158,6 +158,9 @@ pub struct ChannelStatus {
     pub name: Option<String>,
     #[diesel(sql_type = Nullable<diesel::sql_types::Integer>)]
     pub kind: Option<i32>,
+    /// The category of a channel, or the channel of a thread.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub parent_id: Option<i64>,
     #[diesel(sql_type = BigInt)]
     pub stored_messages: i64,
     #[diesel(sql_type = Nullable<Text>)]
@@ -180,7 +183,7 @@ pub fn channel_status(conn: &mut SqliteConnection) -> QueryResult<Vec<ChannelSta
     // gives the dates without scanning created_at.
     diesel::sql_query(
         "WITH ids AS (SELECT channel_id FROM checkpoints UNION SELECT id FROM channels) \
-         SELECT ids.channel_id AS channel_id, c.name AS name, c.kind AS kind, \
+         SELECT ids.channel_id AS channel_id, c.name AS name, c.kind AS kind, c.parent_id AS parent_id, \
              (SELECT COUNT(*) FROM messages m WHERE m.channel_id = ids.channel_id) AS stored_messages, \
              (SELECT created_at FROM messages m WHERE m.channel_id = ids.channel_id ORDER BY id ASC LIMIT 1) AS oldest_message_at, \
              (SELECT created_at FROM messages m WHERE m.channel_id = ids.channel_id ORDER BY id DESC LIMIT 1) AS newest_message_at, \
@@ -191,6 +194,33 @@ pub fn channel_status(conn: &mut SqliteConnection) -> QueryResult<Vec<ChannelSta
          ORDER BY ids.channel_id",
     )
     .load(conn)
+}
+
+/// A row of `runs`, for `status`.
+#[derive(Queryable, Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunRow {
+    pub id: i32,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub command: String,
+    pub exit_code: Option<i32>,
+    pub stats_json: Option<String>,
+}
+
+/// The most recent run, if any.
+pub fn last_run(conn: &mut SqliteConnection) -> QueryResult<Option<RunRow>> {
+    runs::table
+        .order(runs::id.desc())
+        .select((
+            runs::id,
+            runs::started_at,
+            runs::ended_at,
+            runs::command,
+            runs::exit_code,
+            runs::stats_json,
+        ))
+        .first(conn)
+        .optional()
 }
 
 #[derive(QueryableByName)]

@@ -345,3 +345,65 @@ pub fn page_request(r: &simulator::LoggedRequest) -> Option<(u64, u64)> {
         .unwrap_or(0);
     Some((channel.parse().ok()?, after))
 }
+
+/// What an interrupted run (killed, out of disk, token revoked) left behind: every stored row is
+/// the expected one, and each checkpoint agrees with its channel's rows: exactly the expected
+/// rows up to `last_message_id` (no gap), none beyond it, `total_messages` counting them.
+/// Returns the checkpoints (empty when the archive or its schema does not exist yet).
+pub fn assert_checkpoints_cover_rows(
+    db: &std::path::Path,
+    baseline: &BTreeMap<i64, Row>,
+    what: &str,
+) -> BTreeMap<i64, Checkpoint> {
+    if !db.exists() || std::fs::metadata(db).unwrap().len() == 0 {
+        return BTreeMap::new(); // killed before the archive was created
+    }
+    let tables = discord_archiver::storage::queries::table_names(&mut conn_at(db)).unwrap();
+    if !tables.iter().any(|t| t == "checkpoints") {
+        // Killed before the migration committed: the schema is not there yet, so neither is
+        // any row. The re-run must still complete (checked by the caller).
+        return BTreeMap::new();
+    }
+    let checkpoints = checkpoints_at(db);
+    let rows = archived_at(db);
+    for (id, row) in &rows {
+        assert_eq!(
+            Some(row),
+            baseline.get(id),
+            "{what}: stored row {id} is not the uninterrupted run's"
+        );
+    }
+    let mut per_channel: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for row in rows.values() {
+        per_channel.entry(row.channel_id).or_default().push(row.id);
+    }
+    for (channel, ids) in &per_channel {
+        let cp = checkpoints
+            .get(channel)
+            .unwrap_or_else(|| panic!("{what}: channel {channel} has rows but no checkpoint"));
+        assert_eq!(
+            cp.total_messages,
+            ids.len() as i64,
+            "{what}: channel {channel}: total_messages disagrees with the rows"
+        );
+        assert!(
+            ids.iter().all(|id| *id <= cp.last_message_id),
+            "{what}: channel {channel} has rows beyond its checkpoint {}",
+            cp.last_message_id
+        );
+    }
+    for (channel, cp) in &checkpoints {
+        let want: Vec<i64> = baseline
+            .values()
+            .filter(|r| r.channel_id == *channel && r.id <= cp.last_message_id)
+            .map(|r| r.id)
+            .collect();
+        let got = per_channel.get(channel).cloned().unwrap_or_default();
+        assert_eq!(
+            got, want,
+            "{what}: channel {channel}: a gap below checkpoint {}",
+            cp.last_message_id
+        );
+    }
+    checkpoints
+}
