@@ -6,9 +6,9 @@ use crate::actors::messages::{AbortReason, Close, FinishRun, ProgressEvent, Shut
 use crate::actors::rate_limiter::RateLimiter;
 use crate::actors::supervisor::{StopReason, Supervisor, SupervisorResult};
 use crate::actors::writer::Writer;
-use crate::discovery::{self, DiscoveryError};
 use crate::config::{Settings, Token};
 use crate::discord::{ApiError, DiscordClient, Route};
+use crate::discovery::{self, DiscoveryError};
 use crate::stats::{ChannelReport, ChannelStatus, RunReport, Stats};
 use crate::storage::{self, StorageError};
 use actix::prelude::*;
@@ -147,6 +147,7 @@ pub async fn archive(
         totals,
         discovery_requests: discovery.requests,
         channels,
+        process: crate::stats::ProcessMetrics::read(),
     };
     let stats_json = serde_json::to_string(&report).expect("reports serialize");
     if let Ok(Err(e)) = writer

@@ -63,6 +63,13 @@ pub enum Command {
   discord-archiver archive --config archiver.toml --progress log --stats-json stats.json
   discord-archiver archive --channel 234567890123456789 --after 2024-05-01 --limit 1000
   discord-archiver archive --api-base http://127.0.0.1:8099 --channel 234567890123456789
+  discord-archiver archive --api-base http://127.0.0.1:8080 --guild 123456789012345678
+
+Progress: on a terminal, a bar for the whole run (messages, messages/s, channels done, ETA)
+and one per active channel; otherwise a log line every progress_interval messages per
+channel. The end-of-run summary lists every channel (stored, skipped by reason, requests,
+429s, restarts, status) and warns when messages arrive without content (the bot lacks the
+Message Content intent).
 
 The token comes from DISCORD_TOKEN (or the variable named by `token_env` in the config).
 MESSAGE_FETCH_DELAY, MESSAGE_FETCH_BATCH_SIZE, MESSAGE_FETCH_PROGRESS_INTERVAL,

@@ -217,7 +217,10 @@ pub async fn discover(
         discover_channel(&mut ctx, channel_id).await?;
     }
     let readable: Vec<u64> = ctx.out.jobs.iter().map(|j| j.channel_id).collect();
-    writer.send(RecordChannels(ctx.rows)).await.map_err(gone)??;
+    writer
+        .send(RecordChannels(ctx.rows))
+        .await
+        .map_err(gone)??;
     for (channel_id, reason) in ctx.skips {
         writer
             .send(MarkSkipped { channel_id, reason })
@@ -300,13 +303,15 @@ async fn discover_guild(
 ) -> Result<(), DiscoveryError> {
     let g = guild.id;
     let client = ctx.requester.client.clone();
-    let not_found = |e: Failure| match e {
+    let not_found = |e: Failure| {
+        match e {
         Failure::Api(ApiError::NotFound { .. } | ApiError::NoAccess { .. }) => {
             DiscoveryError::Usage(format!(
                 "guild {g}: unknown, or the bot is not a member of it; check the ID and invite the bot"
             ))
         }
         other => failure(other),
+    }
     };
     // Without the guild's roles or the bot's member object the bot cannot compute
     // permissions: then every channel is asked, and a 403 answers for the unreadable ones.
@@ -496,7 +501,13 @@ where
         let more = list.has_more;
         out.extend(list.threads);
         // A listing that says "more" but gives no way to ask for it ends here.
-        if !more || (next.ts.is_none() && matches!(route, Route::PublicArchivedThreads(_) | Route::PrivateArchivedThreads(_))) {
+        if !more
+            || (next.ts.is_none()
+                && matches!(
+                    route,
+                    Route::PublicArchivedThreads(_) | Route::PrivateArchivedThreads(_)
+                ))
+        {
             return Ok(out);
         }
         if next.ts == before.ts && next.id == before.id {

@@ -226,38 +226,33 @@ mod opt_as_string {
 mod tests {
     use super::*;
     use crate::storage::models::NewMessage;
-    use crate::storage::queries::{save_batch, CheckpointUpdate};
 
     fn archive() -> (tempfile::TempDir, crate::storage::Archive) {
         let dir = tempfile::tempdir().unwrap();
         let mut a = crate::storage::open_rw(&dir.path().join("t.db")).unwrap();
         let raws: Vec<String> = (0..6).map(|i| format!("{{\"id\":\"{i}\"}}")).collect();
         // Two channels, inserted out of order.
-        let rows: Vec<NewMessage<'_>> = [(5, 20), (1, 10), (3, 20), (2, 10), (4, 10)]
+        let rows: Vec<NewMessage> = [(5, 20), (1, 10), (3, 20), (2, 10), (4, 10)]
             .iter()
             .map(|&(id, channel)| NewMessage {
                 id,
                 channel_id: channel,
                 guild_id: (channel == 10).then_some(1),
                 author_id: 3,
-                author_name: "ann",
+                author_name: "ann".into(),
                 author_is_bot: false,
-                content: "héllo \"🎉\"\n",
-                created_at: "2024-05-01T12:34:56.789000+00:00",
+                content: "héllo \"🎉\"\n".into(),
+                created_at: "2024-05-01T12:34:56.789000+00:00".into(),
                 edited_at: None,
                 message_type: 19,
                 reference_message_id: (id == 2).then_some(1),
-                raw_json: &raws[id as usize],
+                raw_json: raws[id as usize].clone(),
             })
             .collect();
-        let cp = CheckpointUpdate {
-            channel_id: 10,
-            last_message_id: Some(5),
-            oldest: None,
-            complete: Some(true),
-            now: "now".into(),
-        };
-        save_batch(&mut a.conn, &rows, &cp).unwrap();
+        diesel::insert_into(messages::table)
+            .values(&rows)
+            .execute(&mut a.conn)
+            .unwrap();
         (dir, a)
     }
 

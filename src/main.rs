@@ -53,6 +53,7 @@ fn init_tracing(level: tracing_subscriber::filter::LevelFilter, terminal: &Termi
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(terminal.clone())
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }
@@ -72,7 +73,10 @@ fn archive(settings: Settings, terminal: &Terminal) -> i32 {
         handle_signals: true,
         ..RunOptions::default()
     };
-    finish(run(settings, token, options, terminal), stats_json.as_deref())
+    finish(
+        run(settings, token, options, terminal),
+        stats_json.as_deref(),
+    )
 }
 
 /// Runs an archive in its own actix system, with the progress display the settings ask for.
@@ -125,7 +129,8 @@ fn status(settings: &config::StatusSettings) -> i32 {
     let read = storage::open_ro(&settings.database)
         .map_err(anyhow::Error::from)
         .and_then(|mut conn| {
-            let rows = storage::queries::channel_status(&mut conn).context("reading the archive")?;
+            let rows =
+                storage::queries::channel_status(&mut conn).context("reading the archive")?;
             let last_run = storage::queries::last_run(&mut conn).context("reading the runs")?;
             Ok((rows, last_run))
         });

@@ -202,17 +202,25 @@ mod tests {
     #[test]
     fn reading_needs_view_history_and_connect_for_voice() {
         assert_eq!(unreadable_reason(0, READ), None);
-        assert!(unreadable_reason(0, VIEW_CHANNEL).unwrap().contains("History"));
-        assert!(unreadable_reason(0, READ_MESSAGE_HISTORY).unwrap().contains("View"));
+        assert!(unreadable_reason(0, VIEW_CHANNEL)
+            .unwrap()
+            .contains("History"));
+        assert!(unreadable_reason(0, READ_MESSAGE_HISTORY)
+            .unwrap()
+            .contains("View"));
         assert!(unreadable_reason(2, READ).unwrap().contains("Connect"));
         assert_eq!(unreadable_reason(2, READ | CONNECT), None);
     }
 
     #[test]
     fn api_shapes_parse() {
-        let r: Role = serde_json::from_str(r#"{"id":"100","name":"@everyone","permissions":"1071698660929","position":0}"#).unwrap();
+        let r: Role = serde_json::from_str(
+            r#"{"id":"100","name":"@everyone","permissions":"1071698660929","position":0}"#,
+        )
+        .unwrap();
         assert_eq!(r.permissions, 1071698660929);
-        let o: Overwrite = serde_json::from_str(r#"{"id":"7","type":1,"allow":"1024","deny":"0"}"#).unwrap();
+        let o: Overwrite =
+            serde_json::from_str(r#"{"id":"7","type":1,"allow":"1024","deny":"0"}"#).unwrap();
         assert_eq!(o, ow(7, 1, 1024, 0));
     }
 }

@@ -86,8 +86,17 @@ pub struct ChannelProgress {
     /// The channel's newest message ID, when the listing said.
     pub newest: Option<u64>,
     pub done: bool,
-    /// `(processed, cursor)` at this attempt's first event: the origin of the estimates.
-    first: (u64, u64),
+    /// `(processed, cursor)` at this attempt's first event with a real cursor: the origin
+    /// of the estimates.
+    first: Option<(u64, u64)>,
+}
+
+/// The origin of a channel's estimates must be a real position in it. An event sent right
+/// after a batch was flushed carries the page's starting cursor, which on a fresh channel is
+/// 0 (the Discord epoch, years before the channel existed); no message of a channel is older
+/// than the channel itself, whose ID is a snowflake too.
+fn origin(ev: &ProgressEvent) -> Option<(u64, u64)> {
+    (ev.cursor >= ev.channel_id).then_some((ev.processed, ev.cursor))
 }
 
 impl ChannelProgress {
@@ -102,7 +111,7 @@ impl ChannelProgress {
             cursor: ev.cursor,
             newest: ev.newest,
             done: ev.done,
-            first: (ev.processed, ev.cursor),
+            first: origin(ev),
         }
     }
 
@@ -111,7 +120,10 @@ impl ChannelProgress {
             // A restarted fetcher counts from zero again (from the channel's checkpoint).
             self.earlier += self.processed;
             self.stored_earlier += self.stored;
-            self.first = (ev.processed, ev.cursor);
+            self.first = None;
+        }
+        if self.first.is_none() {
+            self.first = origin(ev);
         }
         self.processed = ev.processed;
         self.stored = ev.stored;
@@ -147,7 +159,10 @@ impl ChannelProgress {
             return Some(1.0);
         }
         let newest = snowflake_ms(self.newest?);
-        let first = snowflake_ms(self.first.1);
+        let Some((_, first)) = self.first else {
+            return Some(0.0);
+        };
+        let first = snowflake_ms(first);
         let cursor = snowflake_ms(self.cursor);
         if newest <= first || cursor >= newest {
             // The listing's newest is stale (newer messages came since) or we are there.
@@ -163,9 +178,10 @@ impl ChannelProgress {
             return Some(0);
         }
         let newest = snowflake_ms(self.newest?);
-        let first = snowflake_ms(self.first.1);
+        let (first_processed, first) = self.first?;
+        let first = snowflake_ms(first);
         let cursor = snowflake_ms(self.cursor);
-        let messages = self.processed.saturating_sub(self.first.0);
+        let messages = self.processed.saturating_sub(first_processed);
         if cursor <= first || messages == 0 {
             return None;
         }
@@ -173,9 +189,9 @@ impl ChannelProgress {
         Some((messages as f64 * left / (cursor - first) as f64).round() as u64)
     }
 
-    /// The date (UTC) the cursor has reached.
-    pub fn at_date(&self) -> String {
-        date_of(self.cursor)
+    /// The date (UTC) the cursor has reached; `None` before it is inside the channel.
+    pub fn at_date(&self) -> Option<String> {
+        (self.cursor >= self.channel_id).then(|| date_of(self.cursor))
     }
 }
 
@@ -456,7 +472,10 @@ impl Handler<ProgressEvent> for Observer {
 fn log_line(c: &ChannelProgress) {
     let mut extent = String::new();
     if let Some(f) = c.fraction() {
-        extent = format!(", {:.0}% (at {})", f * 100.0, c.at_date());
+        extent = format!(", {:.0}%", f * 100.0);
+    }
+    if let Some(date) = c.at_date() {
+        extent.push_str(&format!(" (at {date})"));
     }
     tracing::info!(
         channel = c.channel_id,
@@ -501,9 +520,10 @@ impl Bars {
             }
         } else {
             if !self.lines.contains_key(&id) && self.lines.len() < MAX_CHANNEL_LINES {
-                let line = self.multi.add(ProgressBar::new(1_000));
-                line.set_prefix(format!("  {}", fit(&channel.label(), NAME_WIDTH)));
-                self.lines.insert(id, line);
+                let line = ProgressBar::new(1_000)
+                    .with_style(channel_style(channel.fraction().is_some()))
+                    .with_prefix(format!("  {}", fit(&channel.label(), NAME_WIDTH)));
+                self.lines.insert(id, self.multi.add(line));
             }
             if let Some(line) = self.lines.get(&id) {
                 render_channel(line, channel);
@@ -513,36 +533,40 @@ impl Bars {
     }
 
     fn render_total(&self, tracker: &Tracker, now: Instant) {
+        // Most important first: a narrow terminal cuts the end of the line.
         let received = tracker.received();
         let active = tracker.channels_seen() - tracker.channels_done();
         let mut msg = format!(
-            "{} messages ({} new) · {:.0} msg/s · channels: {} done, {active} active",
+            "{} messages · {} msg/s",
             thousands(received),
-            thousands(tracker.new_messages()),
-            tracker.rate(now),
-            tracker.channels_done(),
+            thousands(tracker.rate(now).round() as u64),
         );
-        let hidden = active.saturating_sub(self.lines.len());
-        if hidden > 0 {
-            msg.push_str(&format!(" ({hidden} not shown)"));
-        }
-        match (tracker.remaining(), tracker.eta(now)) {
-            (Some(remaining), eta) => {
+        match tracker.remaining() {
+            Some(remaining) => {
                 if self.total.length().is_none() {
                     self.total.set_style(total_style(true));
                 }
                 self.total.set_length(received + remaining);
-                if let Some(eta) = eta {
+                if let Some(eta) = tracker.eta(now) {
                     msg.push_str(&format!(" · ETA {}", duration(eta)));
                 }
             }
-            (None, _) => {
+            None => {
                 if self.total.length().is_some() {
                     self.total.unset_length();
                     self.total.set_style(total_style(false));
                 }
             }
         }
+        msg.push_str(&format!(
+            " · channels: {} done, {active} active",
+            tracker.channels_done()
+        ));
+        let hidden = active.saturating_sub(self.lines.len());
+        if hidden > 0 {
+            msg.push_str(&format!(" ({hidden} not shown)"));
+        }
+        msg.push_str(&format!(" · {} new", thousands(tracker.new_messages())));
         self.total.set_position(received);
         self.total.set_message(msg);
     }
@@ -558,12 +582,14 @@ impl Bars {
 }
 
 fn render_channel(line: &ProgressBar, c: &ChannelProgress) {
-    let msg = format!(
-        "{} messages ({} new) · at {}",
+    let mut msg = format!(
+        "{} messages ({} new)",
         thousands(c.received()),
         thousands(c.new_messages()),
-        c.at_date()
     );
+    if let Some(date) = c.at_date() {
+        msg.push_str(&format!(" · at {date}"));
+    }
     match c.fraction() {
         Some(f) => {
             if line.length().is_none() {
@@ -582,9 +608,9 @@ fn render_channel(line: &ProgressBar, c: &ChannelProgress) {
 
 fn total_style(known: bool) -> ProgressStyle {
     let template = if known {
-        "{spinner:.green} {prefix:.bold} [{bar:30.cyan/blue}] {percent:>3}% {msg}"
+        "{spinner:.green} {prefix:.bold} [{bar:24.cyan/blue}] {percent:>3}% {wide_msg}"
     } else {
-        "{spinner:.green} {prefix:.bold} {msg}"
+        "{spinner:.green} {prefix:.bold} {wide_msg}"
     };
     ProgressStyle::with_template(template)
         .expect("a valid template")
@@ -593,9 +619,9 @@ fn total_style(known: bool) -> ProgressStyle {
 
 fn channel_style(known: bool) -> ProgressStyle {
     let template = if known {
-        "{prefix} [{bar:20.cyan/blue}] {percent:>3}% {msg}"
+        "{prefix} [{bar:20.cyan/blue}] {percent:>3}% {wide_msg}"
     } else {
-        "{prefix} [{spinner:^20}]    ? {msg}"
+        "{prefix} [{spinner:^20}]    ? {wide_msg}"
     };
     ProgressStyle::with_template(template)
         .expect("a valid template")
@@ -610,7 +636,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -675,7 +701,12 @@ mod tests {
         snowflake_from_ms(T0 + day * DAY)
     }
 
-    fn event(channel: u64, processed: u64, cursor_day: u64, newest_day: Option<u64>) -> ProgressEvent {
+    fn event(
+        channel: u64,
+        processed: u64,
+        cursor_day: u64,
+        newest_day: Option<u64>,
+    ) -> ProgressEvent {
         ProgressEvent {
             channel_id: channel,
             name: Some("général-🎉".into()),
@@ -718,6 +749,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cursor_before_the_channel_existed_is_no_origin() {
+        let now = Instant::now();
+        let mut t = Tracker::default();
+        let channel = id_at(5);
+        let mut ev = event(channel, 100, 0, Some(105));
+        ev.channel_id = channel;
+        ev.cursor = 0;
+        let c = t.update(&ev, now);
+        assert_eq!((c.fraction(), c.remaining()), (Some(0.0), None));
+        ev.processed = 200;
+        ev.cursor = id_at(5);
+        t.update(&ev, now);
+        ev.processed = 300;
+        ev.cursor = id_at(55);
+        let c = t.update(&ev, now);
+        assert_eq!(c.fraction(), Some(0.5));
+        assert_eq!(c.remaining(), Some(100));
+    }
+
+    #[test]
     fn unknown_extent_has_no_fraction_and_no_eta() {
         let now = Instant::now();
         let mut t = Tracker::default();
@@ -734,7 +785,10 @@ mod tests {
         let mut t = Tracker::default();
         t.update(&event(1, 100, 0, Some(100)), start);
         t.update(&event(2, 100, 0, None), start);
-        t.update(&event(1, 1_100, 50, Some(100)), start + Duration::from_secs(5));
+        t.update(
+            &event(1, 1_100, 50, Some(100)),
+            start + Duration::from_secs(5),
+        );
         assert_eq!(t.received(), 1_200);
         assert_eq!(t.channels_seen(), 2);
         let now = start + Duration::from_secs(5);
@@ -764,7 +818,10 @@ mod tests {
         t.update(&event(1, 100, 0, None), start);
         for s in 1..=30u64 {
             // 100 messages a second for 30 s.
-            t.update(&event(1, 100 + 100 * s, s, None), start + Duration::from_secs(s));
+            t.update(
+                &event(1, 100 + 100 * s, s, None),
+                start + Duration::from_secs(s),
+            );
         }
         let rate = t.rate(start + Duration::from_secs(30));
         assert!((rate - 100.0).abs() < 1.0, "{rate}");
@@ -799,7 +856,9 @@ mod tests {
             let now = Instant::now();
             for ch in 0..(MAX_CHANNEL_LINES as u64 + 3) {
                 for step in 1..=3 {
-                    let c = tracker.update(&event(ch, step * 100, step, Some(10)), now).clone();
+                    let c = tracker
+                        .update(&event(ch, step * 100, step, Some(10)), now)
+                        .clone();
                     bars.update(tracker, &c, now);
                 }
             }
@@ -810,7 +869,11 @@ mod tests {
             let c = tracker.update(&done, now).clone();
             bars.update(tracker, &c, now);
             assert!(!bars.lines.contains_key(&0));
-            assert!(bars.total.message().contains("1 done"), "{}", bars.total.message());
+            assert!(
+                bars.total.message().contains("1 done"),
+                "{}",
+                bars.total.message()
+            );
         }
         assert!(terminal.bars.lock().unwrap().is_some());
         progress.finish();

@@ -191,9 +191,9 @@ pub fn summary(report: &RunReport) -> String {
     );
     let _ = writeln!(
         out,
-        "{:.1} s, {:.0} messages/s",
+        "{:.1} s, {} messages/s",
         report.elapsed_seconds,
-        report.messages_per_second()
+        thousands(report.messages_per_second().round() as u64)
     );
     if let Some(why) = &report.stopped {
         let _ = writeln!(out, "stopped early: {why}");
@@ -333,7 +333,9 @@ pub fn status_rows(rows: &[StoredChannel]) -> Vec<StatusRow> {
     let mut children: BTreeMap<Option<i64>, Vec<&StoredChannel>> = BTreeMap::new();
     for r in rows {
         // A parent the archive does not know is treated as top level.
-        let parent = r.parent_id.filter(|p| ids.contains(p) && *p != r.channel_id);
+        let parent = r
+            .parent_id
+            .filter(|p| ids.contains(p) && *p != r.channel_id);
         children.entry(parent).or_default().push(r);
     }
     let mut out = Vec::with_capacity(rows.len());
@@ -577,6 +579,7 @@ mod tests {
             stopped: None,
             totals,
             discovery_requests: 2,
+            process: None,
             channels,
         };
         let text = summary(&report);
@@ -631,7 +634,10 @@ mod tests {
             ..dropped
         };
         let w = content_intent_warning(&kept).unwrap();
-        assert!(w.contains("skip_empty is off") && w.contains("new database"), "{w}");
+        assert!(
+            w.contains("skip_empty is off") && w.contains("new database"),
+            "{w}"
+        );
     }
 
     #[test]

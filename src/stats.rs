@@ -111,6 +111,41 @@ pub struct RunReport {
     /// Discovery requests (token check, channel listings) outside any channel.
     pub discovery_requests: u64,
     pub channels: BTreeMap<u64, ChannelReport>,
+    /// This process's resource use at the end of the run (Linux; `None` elsewhere).
+    pub process: Option<ProcessMetrics>,
+}
+
+/// Peak memory and CPU time of this process, for benchmarks.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct ProcessMetrics {
+    pub peak_rss_bytes: u64,
+    pub cpu_seconds: f64,
+}
+
+impl ProcessMetrics {
+    /// Reads `/proc/self`: VmHWM from `status`, utime + stime from `stat`.
+    pub fn read() -> Option<Self> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // The kernel's USER_HZ is 100 on every Linux this runs on.
+        Some(ProcessMetrics {
+            peak_rss_bytes: kb * 1024,
+            cpu_seconds: ticks as f64 / 100.0,
+        })
+    }
 }
 
 impl RunReport {
@@ -162,5 +197,13 @@ mod tests {
         let s: Stats = serde_json::from_str(r#"{"total_processed": 5, "unknown": 1}"#).unwrap();
         assert_eq!(s.total_processed, 5);
         assert_eq!(s.content_missing, 0);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn process_metrics_are_read() {
+        let m = ProcessMetrics::read().unwrap();
+        assert!(m.peak_rss_bytes > 1 << 20);
+        assert!(m.cpu_seconds >= 0.0);
     }
 }

@@ -168,7 +168,10 @@ fn kill_point(
         .iter()
         .map(|(c, k)| (*c, (k.last_message_id, k.total_messages, k.complete)))
         .collect();
-    assert_eq!(got, want, "{what}: checkpoints differ from the uninterrupted run's");
+    assert_eq!(
+        got, want,
+        "{what}: checkpoints differ from the uninterrupted run's"
+    );
 
     figures.kill_points += 1;
     figures.landed += usize::from(running);
@@ -177,24 +180,35 @@ fn kill_point(
     figures.pages_refetched += again.values().sum::<usize>();
 }
 
-/// The uninterrupted run: its archive, checkpoints and request count.
+/// The uninterrupted run: its archive, checkpoints, request count, and how many of its requests
+/// came before the first page (discovery).
 fn baseline(
     h: &Harness,
     batch_size: usize,
-) -> (BTreeMap<i64, Row>, BTreeMap<i64, Checkpoint>, u64) {
-    let db = h.dir.path().join("uninterrupted.db");
-    let before = h.sim.state().stats().requests_total;
+) -> (BTreeMap<i64, Row>, BTreeMap<i64, Checkpoint>, u64, u64) {
+    let db = h.dir.path().join(format!("uninterrupted-{batch_size}.db"));
+    let start = h.sim.state().request_log().len();
     run_to_completion(h, &db, batch_size, "uninterrupted run");
-    let requests = h.sim.state().stats().requests_total - before;
+    let log = h.sim.state().request_log();
+    let requests = (log.len() - start) as u64;
+    let discovery = log[start..]
+        .iter()
+        .position(|r| page_request(r).is_some())
+        .unwrap_or(0) as u64;
     let rows = archived_at(&db);
     assert_same_rows(&rows, &h.expected(&BTreeSet::new()));
     let checkpoints = checkpoints_at(&db);
     for channel in h.readable_message_channels() {
-        let last = h.sim.state().truth(channel).last().map_or(0, |m| m.0 as i64);
+        let last = h
+            .sim
+            .state()
+            .truth(channel)
+            .last()
+            .map_or(0, |m| m.0 as i64);
         let cp = &checkpoints[&(channel as i64)];
         assert_eq!((cp.last_message_id, cp.complete), (last, true));
     }
-    (rows, checkpoints, requests)
+    (rows, checkpoints, requests, discovery)
 }
 
 fn harness(guild: GuildSpec, seed: u64) -> Harness {
@@ -211,14 +225,21 @@ fn kill_points(h: &Harness, points: usize, seed: u64, batch_sizes: &[usize]) -> 
     let mut figures = Figures::default();
     let mut rng = SeededRng(seed);
     for &batch_size in batch_sizes {
-        let (rows, checkpoints, requests) = baseline(h, batch_size);
+        let (rows, checkpoints, requests, discovery) = baseline(h, batch_size);
         let per_batch = points / batch_sizes.len();
+        // One kill in six during startup and discovery (the archive being created, channels
+        // listed), the rest spread evenly over the pages: each at a seeded spot inside its
+        // slice, then a seeded pause of up to three latencies, so kills land mid-request,
+        // mid-commit and in between.
+        let early = per_batch.div_ceil(6);
         for i in 0..per_batch {
-            // Spread evenly over the run's requests, each at a seeded spot inside its slice,
-            // then a seeded pause of up to three latencies: kills land before the first
-            // request (while the archive is created), mid-request, mid-commit and in between.
-            let slice = (i as f64 + rng.unit()) / per_batch as f64;
-            let at = (slice * requests as f64) as u64;
+            let at = if i < early {
+                ((i as f64 + rng.unit()) / early as f64 * discovery as f64) as u64
+            } else {
+                let slice = (i - early) as f64 + rng.unit();
+                discovery
+                    + (slice / (per_batch - early) as f64 * (requests - discovery) as f64) as u64
+            };
             let jitter = Duration::from_micros(rng.below(3 * LATENCY.as_micros() as u64));
             let db: PathBuf = h.dir.path().join(format!("kill-b{batch_size}-{i}.db"));
             let what = format!(
@@ -272,7 +293,7 @@ fn repeated_kills_on_one_archive_lose_and_duplicate_nothing() {
     let chains: u64 = if long() { 6 } else { 1 };
     let kills_per_chain = if long() { 15 } else { 6 };
     let h = harness(GuildSpec::test_small(), 11);
-    let (rows, checkpoints, requests) = baseline(&h, 100);
+    let (rows, checkpoints, requests, _) = baseline(&h, 100);
     let mut rng = SeededRng(0x5EED_0002);
     let mut landed = 0;
     for chain in 0..chains {

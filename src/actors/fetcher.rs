@@ -6,8 +6,8 @@
 //! committed, so at most one page per channel is ever fetched but not yet durable.
 
 use super::messages::{
-    AbortReason, Acquire, FetcherDone, LoadCheckpoint, MarkSkipped, Outcome, ProgressEvent,
-    SaveBatch,
+    AbortReason, Acquire, FetcherDone, LoadCheckpoint, LoadSlices, MarkSkipped, Outcome,
+    ProgressEvent, SaveBatch,
 };
 use super::rate_limiter::{Feedback, RateLimiter};
 use super::supervisor::Supervisor;
@@ -17,9 +17,12 @@ use crate::discord::client::Fetched;
 use crate::discord::{ApiError, DiscordClient, FetchedMessage, Route, PAGE_LIMIT};
 use crate::filter;
 use crate::stats::Stats;
+use crate::storage::models::SliceRow;
 use crate::storage::queries::CheckpointUpdate;
 use crate::storage::StorageError;
+use crate::time::{snowflake_from_ms, snowflake_ms};
 use actix::prelude::*;
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -231,7 +234,10 @@ async fn record_skip(env: &FetchEnv, job: &ChannelJob, reason: &str) {
         reason: Some(reason.to_owned()),
     };
     if let Ok(Err(e)) = env.writer.send(mark).await {
-        tracing::warn!("could not record why channel {} is skipped: {e}", job.channel_id);
+        tracing::warn!(
+            "could not record why channel {} is skipped: {e}",
+            job.channel_id
+        );
     }
 }
 
@@ -251,9 +257,55 @@ struct Batch {
     keep: Vec<FetchedMessage>,
     /// Messages of any kind (kept or filtered) since the last flush.
     len: usize,
-    /// The largest ID covered: every message up to it is in this or an earlier batch.
+    /// The largest ID covered: every message of the range up to it is in this or an earlier
+    /// batch.
     last: Option<u64>,
 }
+
+/// Where a range's progress is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    /// The channel's fetched prefix: the checkpoint moves with it, unless the range starts
+    /// past the checkpoint (an explicit `--after`), which would claim a gap as fetched.
+    Prefix { extends: bool },
+    /// A time slice ahead of the checkpoint, recorded in `fetch_slices` under its start.
+    Slice { after: u64 },
+}
+
+/// A contiguous part of a channel's history to page through.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    /// Exclusive start: the next page is `after=cursor`.
+    cursor: u64,
+    /// Inclusive end; `None` runs to the newest message.
+    until: Option<u64>,
+    lane: Lane,
+}
+
+/// How a span's paging ended.
+enum SpanEnd {
+    Done,
+    Interrupted,
+    /// Stopped after its first page, as asked, to decide whether to split the rest.
+    Probed {
+        cursor: u64,
+        page_ms: u64,
+    },
+}
+
+/// Progress shared by a channel's concurrent spans (all polled on one thread).
+#[derive(Default)]
+struct Counters {
+    processed: Cell<u64>,
+    stored: Cell<u64>,
+    left: Cell<Option<u64>>,
+}
+
+/// A channel this much longer than one page's time span, in pages, is split.
+const SPLIT_MIN_PAGES: u64 = 40;
+/// At most this many spans of one channel in flight: enough to keep a loose per-channel
+/// bucket busy across the network latency, few enough to stay polite.
+const MAX_SPANS: u64 = 4;
 
 async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outcome, Failure> {
     let settings = &env.settings;
@@ -270,16 +322,26 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
         .as_ref()
         .map_or(0, |c| c.last_message_id.max(0) as u64);
     let explicit = settings.is_explicit_range();
-    // Explicit bounds choose the start themselves; otherwise resume after the checkpoint.
-    let start = if explicit {
-        bounds.after.unwrap_or(0)
-    } else {
-        saved
-    };
-    // Only a run that starts inside the fetched prefix may extend it: anything else would
-    // claim a gap as fetched.
-    let extends_prefix = start <= saved;
-    if !explicit && saved > 0 {
+    let counters = Counters::default();
+    counters.left.set(bounds.limit);
+    if explicit {
+        // Explicit bounds choose the start themselves and run as one sequential span.
+        let start = bounds.after.unwrap_or(0);
+        let span = Span {
+            cursor: start,
+            until: None,
+            lane: Lane::Prefix {
+                extends: start <= saved,
+            },
+        };
+        return finish(
+            env,
+            job,
+            &counters,
+            fetch_span(env, job, span, &counters, false, stats).await,
+        );
+    }
+    if saved > 0 {
         stats.resumed_from_checkpoint = 1;
         tracing::info!(
             channel = job.channel_id,
@@ -287,15 +349,152 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
             label(job)
         );
     }
+    let slices = env
+        .writer
+        .send(LoadSlices {
+            channel_id: job.channel_id,
+        })
+        .await
+        .map_err(writer_gone)?
+        .map_err(storage_failure)?;
+    let prefix = Lane::Prefix { extends: true };
+    let mut spans = Vec::new();
+    if slices.is_empty() {
+        // Page once, then split what remains if it is long.
+        let first = Span {
+            cursor: saved,
+            until: None,
+            lane: prefix,
+        };
+        match fetch_span(env, job, first, &counters, true, stats).await? {
+            SpanEnd::Probed { cursor, page_ms } => spans = split(job, cursor, page_ms),
+            other => return finish(env, job, &counters, Ok(other)),
+        }
+    } else {
+        // Resume every unfinished part: the gap before the first slice, then each slice.
+        let first_after = slices[0].after_id.max(0) as u64;
+        if saved < first_after {
+            spans.push(Span {
+                cursor: saved,
+                until: Some(first_after),
+                lane: prefix,
+            });
+        }
+        for s in slices.iter().filter(|s| !s.done) {
+            spans.push(Span {
+                cursor: s.cursor_id.max(0) as u64,
+                until: (s.until_id != i64::MAX).then_some(s.until_id as u64),
+                lane: Lane::Slice {
+                    after: s.after_id.max(0) as u64,
+                },
+            });
+        }
+    }
+    let mut span_stats = vec![Stats::default(); spans.len()];
+    let ends = futures_util::future::join_all(
+        spans
+            .iter()
+            .zip(span_stats.iter_mut())
+            .map(|(span, st)| fetch_span(env, job, *span, &counters, false, st)),
+    )
+    .await;
+    for st in &span_stats {
+        stats.add(st);
+    }
+    let mut outcome = Ok(SpanEnd::Done);
+    for end in ends {
+        match end {
+            Err(e) => return finish(env, job, &counters, Err(e)),
+            Ok(SpanEnd::Interrupted) => outcome = Ok(SpanEnd::Interrupted),
+            Ok(_) => {}
+        }
+    }
+    finish(env, job, &counters, outcome)
+}
 
+/// Cuts the rest of a channel, `(cursor, newest]`, into time slices when it is long: snowflakes
+/// carry time, so equal time spans are a fair guess at equal work.
+fn split(job: &ChannelJob, cursor: u64, page_ms: u64) -> Vec<Span> {
+    let prefix = Lane::Prefix { extends: true };
+    let whole = vec![Span {
+        cursor,
+        until: None,
+        lane: prefix,
+    }];
+    let Some(newest) = job.newest.filter(|n| *n > cursor) else {
+        return whole;
+    };
+    let (from, to) = (snowflake_ms(cursor), snowflake_ms(newest));
+    let pages = (to - from) / page_ms.max(1);
+    let parts = (pages / SPLIT_MIN_PAGES).min(MAX_SPANS);
+    if parts < 2 {
+        return whole;
+    }
+    let mut bounds: Vec<u64> = (1..parts)
+        .map(|i| snowflake_from_ms(from + (to - from) * i / parts))
+        .filter(|b| *b > cursor && *b < newest)
+        .collect();
+    bounds.dedup();
+    if bounds.is_empty() {
+        return whole;
+    }
+    tracing::debug!(
+        channel = job.channel_id,
+        "about {pages} pages left: fetching in {} slices",
+        bounds.len() + 1
+    );
+    let mut spans = vec![Span {
+        cursor,
+        until: Some(bounds[0]),
+        lane: prefix,
+    }];
+    for (i, &after) in bounds.iter().enumerate() {
+        spans.push(Span {
+            cursor: after,
+            until: bounds.get(i + 1).copied(),
+            lane: Lane::Slice { after },
+        });
+    }
+    spans
+}
+
+fn finish(
+    env: &FetchEnv,
+    job: &ChannelJob,
+    counters: &Counters,
+    end: Result<SpanEnd, Failure>,
+) -> Result<Outcome, Failure> {
+    let (processed, stored) = (counters.processed.get(), counters.stored.get());
+    match end? {
+        SpanEnd::Interrupted => Ok(Outcome::Interrupted),
+        SpanEnd::Done | SpanEnd::Probed { .. } => {
+            progress(env, job, processed, stored, job.newest.unwrap_or(0), true);
+            tracing::info!(
+                channel = job.channel_id,
+                "{} done: {processed} messages received, {stored} new",
+                label(job)
+            );
+            Ok(Outcome::Finished)
+        }
+    }
+}
+
+/// Pages one span oldest first, committing batches as it goes; with `probe`, stops after the
+/// first page of a channel that goes on.
+async fn fetch_span(
+    env: &FetchEnv,
+    job: &ChannelJob,
+    span: Span,
+    counters: &Counters,
+    probe: bool,
+    stats: &mut Stats,
+) -> Result<SpanEnd, Failure> {
+    let settings = &env.settings;
+    let bounds = &settings.bounds;
     let batch_size = settings.fetch.batch_size.max(1);
     let progress_every = settings.fetch.progress_interval.max(1);
-    let mut cursor = start;
-    let mut left = bounds.limit;
+    let mut cursor = span.cursor;
     let mut batch = Batch::default();
-    let mut processed: u64 = 0;
-    let mut stored: u64 = 0;
-
     loop {
         let route = Route::ChannelMessages(job.channel_id);
         let client = &env.requester.client;
@@ -309,30 +508,42 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
             Ok(fetched) => fetched.value,
             Err(failure) => {
                 // Whatever is fetched is committed before giving up (or stopping).
-                flush(env, job, &mut batch, extends_prefix, Some(false), stats).await?;
+                flush(env, job, span, &mut batch, Flush::Partial, counters, stats).await?;
                 return match failure {
-                    Failure::Interrupted => Ok(Outcome::Interrupted),
+                    Failure::Interrupted => Ok(SpanEnd::Interrupted),
                     other => Err(other),
                 };
             }
         };
         let full_page = page.returned >= usize::from(PAGE_LIMIT);
+        let page_ms = match (page.messages.first(), page.messages.last()) {
+            (Some(a), Some(b)) => snowflake_ms(b.id).saturating_sub(snowflake_ms(a.id)),
+            _ => 0,
+        };
         let page_max = page.messages.last().map(|m| m.id);
-        let mut cut = false;
+        // Why the span stops in this page, if it does.
+        let mut cut_by_range = false;
+        let mut cut_by_bounds = false;
         for message in page.messages {
             // A well-behaved server sends only IDs after the cursor; anything else is noise.
             if message.id <= cursor {
                 continue;
             }
-            if bounds.before.is_some_and(|before| message.id >= before) || left == Some(0) {
-                cut = true;
+            if span.until.is_some_and(|until| message.id > until) {
+                cut_by_range = true;
                 break;
             }
-            if let Some(l) = left.as_mut() {
-                *l -= 1;
+            if bounds.before.is_some_and(|before| message.id >= before)
+                || counters.left.get() == Some(0)
+            {
+                cut_by_bounds = true;
+                break;
+            }
+            if let Some(l) = counters.left.get() {
+                counters.left.set(Some(l - 1));
             }
             stats.total_processed += 1;
-            processed += 1;
+            counters.processed.set(counters.processed.get() + 1);
             batch.len += 1;
             batch.last = Some(message.id);
             if filter::looks_intentless(&message) {
@@ -343,80 +554,116 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
                 None => batch.keep.push(message),
             }
             if batch.len >= batch_size {
-                stored += flush(env, job, &mut batch, extends_prefix, Some(false), stats).await?;
+                flush(env, job, span, &mut batch, Flush::Partial, counters, stats).await?;
             }
-            if processed.is_multiple_of(progress_every) {
+            if counters.processed.get().is_multiple_of(progress_every) {
+                let at = batch.last.unwrap_or(cursor);
                 progress(
                     env,
                     job,
-                    processed,
-                    stored,
-                    batch.last.unwrap_or(cursor),
+                    counters.processed.get(),
+                    counters.stored.get(),
+                    at,
                     false,
                 );
             }
         }
         let at_end = !full_page || page_max.is_none();
-        let done = at_end || cut || left == Some(0);
-        if done {
-            // `complete` means "reached the newest message", which a bounded run may not have.
-            let complete = at_end && !cut;
-            if batch.last.is_none() {
-                batch.last = Some(cursor);
-            }
-            if complete {
-                // The listing's newest message existed before we reached the end, so everything
-                // up to it is fetched even if it was deleted since: the next run can then tell
-                // "nothing new" from the listing alone, without a request.
-                batch.last = batch.last.max(job.newest);
-            }
-            stored += flush(env, job, &mut batch, extends_prefix, Some(complete), stats).await?;
-            progress(
-                env,
-                job,
-                processed,
-                stored,
-                page_max.unwrap_or(cursor).max(cursor),
-                true,
-            );
-            tracing::info!(
-                channel = job.channel_id,
-                "{} done: {processed} messages received, {stored} new",
-                label(job)
-            );
-            return Ok(Outcome::Finished);
+        if at_end || cut_by_range || cut_by_bounds || counters.left.get() == Some(0) {
+            let how = if cut_by_bounds || (counters.left.get() == Some(0) && !at_end) {
+                Flush::Bounded
+            } else if at_end && span.until.is_none() {
+                Flush::ReachedNewest
+            } else {
+                // The span's end is reached (or nothing exists past this point yet).
+                Flush::SpanEnd
+            };
+            flush(env, job, span, &mut batch, how, counters, stats).await?;
+            return Ok(SpanEnd::Done);
         }
         cursor = page_max.unwrap_or(cursor).max(cursor);
+        if probe {
+            flush(env, job, span, &mut batch, Flush::Partial, counters, stats).await?;
+            return Ok(SpanEnd::Probed { cursor, page_ms });
+        }
         if env.requester.is_shutting_down() {
-            flush(env, job, &mut batch, extends_prefix, Some(false), stats).await?;
-            return Ok(Outcome::Interrupted);
+            flush(env, job, span, &mut batch, Flush::Partial, counters, stats).await?;
+            return Ok(SpanEnd::Interrupted);
         }
     }
 }
 
-/// Commits the batch with its checkpoint; returns how many messages were new.
+/// Why a batch is committed: what its checkpoint may claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flush {
+    /// Mid-span: everything up to the batch's last message.
+    Partial,
+    /// An explicit bound (`--before`, `--limit`) stopped the span: not the channel's end.
+    Bounded,
+    /// The span reached its end: everything up to `until` is fetched.
+    SpanEnd,
+    /// The open span reached the channel's newest message.
+    ReachedNewest,
+}
+
+/// Commits the batch with its checkpoint (or slice) update.
 async fn flush(
     env: &FetchEnv,
     job: &ChannelJob,
+    span: Span,
     batch: &mut Batch,
-    extends_prefix: bool,
-    complete: Option<bool>,
+    how: Flush,
+    counters: &Counters,
     stats: &mut Stats,
-) -> Result<u64, Failure> {
-    let Some(last) = batch.last else {
-        return Ok(0);
+) -> Result<(), Failure> {
+    let mut last = batch.last;
+    match how {
+        Flush::Partial | Flush::Bounded => {}
+        // Nothing up to `until` is left unfetched.
+        Flush::SpanEnd => last = last.max(span.until).or(Some(span.cursor)),
+        // The listing's newest message existed before we reached the end, so everything up to
+        // it is fetched even if it was deleted since: the next run can then tell "nothing new"
+        // from the listing alone, without a request.
+        Flush::ReachedNewest => last = last.max(job.newest).or(Some(span.cursor)),
+    }
+    let Some(last) = last else {
+        return Ok(());
     };
     let taken = std::mem::take(batch);
     let oldest = taken
         .keep
         .first()
         .map(|m| (to_i64(m.id), m.created_at.clone()));
+    let span_done = matches!(how, Flush::SpanEnd | Flush::ReachedNewest);
+    let (last_message_id, complete, slice) = match span.lane {
+        Lane::Prefix { extends: false } => (None, None, None),
+        Lane::Prefix { extends: true } => {
+            (Some(to_i64(last)), Some(how == Flush::ReachedNewest), None)
+        }
+        Lane::Slice { after } => (
+            None,
+            None,
+            Some(SliceRow {
+                channel_id: to_i64(job.channel_id),
+                after_id: to_i64(after),
+                until_id: match (how, span.until) {
+                    (Flush::ReachedNewest, _) => to_i64(last),
+                    (_, Some(until)) => to_i64(until),
+                    (_, None) => i64::MAX,
+                },
+                cursor_id: to_i64(last),
+                done: span_done,
+                reached_end: how == Flush::ReachedNewest,
+            }),
+        ),
+    };
     let update = CheckpointUpdate {
         channel_id: to_i64(job.channel_id),
-        last_message_id: extends_prefix.then_some(to_i64(last)),
+        last_message_id,
         oldest,
-        complete: if extends_prefix { complete } else { None },
+        complete,
         now: crate::time::now_rfc3339(),
+        slice,
     };
     let report = env
         .writer
@@ -431,7 +678,10 @@ async fn flush(
         .map_err(storage_failure)?;
     stats.batches_saved += 1;
     stats.successfully_loaded += report.inserted as u64;
-    Ok(report.inserted as u64)
+    counters
+        .stored
+        .set(counters.stored.get() + report.inserted as u64);
+    Ok(())
 }
 
 fn progress(

@@ -3,7 +3,7 @@
 use super::rate_limiter::{BudgetExhausted, Feedback, Permit};
 use crate::discord::{FetchedMessage, Route};
 use crate::stats::Stats;
-use crate::storage::models::{ChannelRow, CheckpointRow, KnownChannel};
+use crate::storage::models::{ChannelRow, CheckpointRow, KnownChannel, SliceRow};
 use crate::storage::queries::CheckpointUpdate;
 use crate::storage::StorageError;
 use actix::prelude::*;
@@ -44,6 +44,13 @@ pub struct SaveReport {
 #[derive(Message)]
 #[rtype(result = "Result<Option<CheckpointRow>, StorageError>")]
 pub struct LoadCheckpoint {
+    pub channel_id: u64,
+}
+
+/// Fetcher → writer: the parts of this channel fetched ahead of its checkpoint.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<SliceRow>, StorageError>")]
+pub struct LoadSlices {
     pub channel_id: u64,
 }
 

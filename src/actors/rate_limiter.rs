@@ -433,10 +433,16 @@ mod tests {
         assert_eq!(b.state(start + Duration::from_secs(3)), BudgetState::Slow);
         b.record(start + Duration::from_secs(4));
         b.record(start + Duration::from_secs(5));
-        assert_eq!(b.state(start + Duration::from_secs(6)), BudgetState::Exhausted);
+        assert_eq!(
+            b.state(start + Duration::from_secs(6)),
+            BudgetState::Exhausted
+        );
         // Ten minutes after the first ones, they no longer count.
         assert_eq!(b.state(start + Duration::from_secs(601)), BudgetState::Slow);
-        assert_eq!(b.state(start + Duration::from_secs(605)), BudgetState::Normal);
+        assert_eq!(
+            b.state(start + Duration::from_secs(605)),
+            BudgetState::Normal
+        );
     }
 
     #[test]

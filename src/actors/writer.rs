@@ -5,12 +5,13 @@
 //! its batch is durable, and a crash at any moment leaves checkpoint and rows consistent.
 
 use super::messages::{
-    Close, FinishRun, LoadChannels, LoadCheckpoint, LoadCheckpoints, MarkSkipped, RecordChannels,
-    SaveBatch, SaveReport, StartRun,
+    Close, FinishRun, LoadChannels, LoadCheckpoint, LoadCheckpoints, LoadSlices, MarkSkipped,
+    RecordChannels, SaveBatch, SaveReport, StartRun,
 };
-use crate::storage::models::{CheckpointRow, KnownChannel, NewMessage};
+use crate::storage::models::{CheckpointRow, KnownChannel, NewMessage, SliceRow};
 use crate::storage::{queries, Archive, StorageError};
 use actix::prelude::*;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub struct Writer {
@@ -20,6 +21,11 @@ pub struct Writer {
     /// process had been killed right after that commit.
     halt_after: Option<u64>,
     committed: u64,
+    /// Every checkpoint touched so far, as committed: this is the archive's only writer, so
+    /// the rows can be computed here instead of re-read in every transaction.
+    checkpoints: HashMap<i64, CheckpointRow>,
+    /// The same for each touched channel's slices ahead of its checkpoint.
+    slices: HashMap<i64, Vec<SliceRow>>,
 }
 
 impl Writer {
@@ -37,7 +43,33 @@ impl Writer {
             ),
             halt_after,
             committed: 0,
+            checkpoints: HashMap::new(),
+            slices: HashMap::new(),
         })
+    }
+
+    /// A channel's checkpoint as committed, from memory once it has been read.
+    fn checkpoint(&mut self, channel_id: i64) -> Result<Option<CheckpointRow>, StorageError> {
+        if let Some(row) = self.checkpoints.get(&channel_id) {
+            return Ok(Some(row.clone()));
+        }
+        let (archive, err) = self.archive("reading a checkpoint")?;
+        let row = queries::load_checkpoint(&mut archive.conn, channel_id).map_err(err)?;
+        if let Some(row) = &row {
+            self.checkpoints.insert(channel_id, row.clone());
+        }
+        Ok(row)
+    }
+
+    /// A channel's slices ahead of its checkpoint, from memory once read.
+    fn slices(&mut self, channel_id: i64) -> Result<Vec<SliceRow>, StorageError> {
+        if let Some(slices) = self.slices.get(&channel_id) {
+            return Ok(slices.clone());
+        }
+        let (archive, err) = self.archive("reading fetch slices")?;
+        let slices = queries::load_slices(&mut archive.conn, channel_id).map_err(err)?;
+        self.slices.insert(channel_id, slices.clone());
+        Ok(slices)
     }
 
     /// The open archive, and how to describe an error on it.
@@ -75,28 +107,38 @@ impl Handler<SaveBatch> for Writer {
         }
         let channel_id = to_i64(batch.channel_id);
         let guild_id = batch.guild_id.map(to_i64);
-        let rows: Vec<NewMessage<'_>> = batch
+        let rows: Vec<NewMessage> = batch
             .messages
-            .iter()
+            .into_iter()
             .map(|m| NewMessage {
                 id: to_i64(m.id),
                 channel_id,
                 guild_id,
                 author_id: to_i64(m.author_id),
-                author_name: &m.author_name,
+                raw_json: m.raw.as_str().to_owned(),
+                author_name: m.author_name,
                 author_is_bot: m.author_is_bot,
-                content: &m.content,
-                created_at: &m.created_at,
-                edited_at: m.edited_at.as_deref(),
+                content: m.content,
+                created_at: m.created_at,
+                edited_at: m.edited_at,
                 message_type: i32::from(m.kind),
                 reference_message_id: m.reference_message_id.map(to_i64),
-                raw_json: m.raw.as_str(),
             })
             .collect();
-        let inserted = {
-            let (archive, err) = self.archive("saving a batch")?;
-            queries::save_batch(&mut archive.conn, &rows, &batch.checkpoint).map_err(err)?
-        };
+        let previous = self.checkpoint(channel_id)?;
+        let slices = self.slices(channel_id)?;
+        let (archive, err) = self.archive("saving a batch")?;
+        let (saved, slices) = queries::save_batch(
+            &mut archive.conn,
+            rows,
+            previous.as_ref(),
+            &slices,
+            &batch.checkpoint,
+        )
+        .map_err(err)?;
+        let inserted = (saved.total_messages - previous.map_or(0, |p| p.total_messages)) as usize;
+        self.checkpoints.insert(channel_id, saved);
+        self.slices.insert(channel_id, slices);
         self.committed += 1;
         Ok(SaveReport { inserted })
     }
@@ -106,8 +148,7 @@ impl Handler<LoadCheckpoint> for Writer {
     type Result = Result<Option<CheckpointRow>, StorageError>;
 
     fn handle(&mut self, msg: LoadCheckpoint, _ctx: &mut Self::Context) -> Self::Result {
-        let (archive, err) = self.archive("reading a checkpoint")?;
-        queries::load_checkpoint(&mut archive.conn, to_i64(msg.channel_id)).map_err(err)
+        self.checkpoint(to_i64(msg.channel_id))
     }
 }
 
@@ -124,6 +165,14 @@ impl Handler<RecordChannels> for Writer {
                     .try_for_each(|row| queries::upsert_channel(conn, row))
             })
             .map_err(err)
+    }
+}
+
+impl Handler<LoadSlices> for Writer {
+    type Result = Result<Vec<SliceRow>, StorageError>;
+
+    fn handle(&mut self, msg: LoadSlices, _ctx: &mut Self::Context) -> Self::Result {
+        self.slices(to_i64(msg.channel_id))
     }
 }
 

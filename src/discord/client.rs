@@ -93,7 +93,11 @@ impl DiscordClient {
 
     /// `GET /guilds/{id}`: the owner and the roles, for permission math.
     pub async fn guild(&self, guild_id: u64) -> Result<Fetched<GuildInfo>, ApiError> {
-        let response = self.http.guild(id(guild_id)?).await.map_err(|e| ApiError::from_http(&e))?;
+        let response = self
+            .http
+            .guild(id(guild_id)?)
+            .await
+            .map_err(|e| ApiError::from_http(&e))?;
         json(response, "guild").await
     }
 
@@ -127,7 +131,10 @@ impl DiscordClient {
         channel_id: u64,
         before: Option<&str>,
     ) -> Result<Fetched<ThreadList>, ApiError> {
-        let mut request = self.http.public_archived_threads(id(channel_id)?).limit(100);
+        let mut request = self
+            .http
+            .public_archived_threads(id(channel_id)?)
+            .limit(100);
         if let Some(before) = before {
             request = request.before(before);
         }
@@ -141,7 +148,10 @@ impl DiscordClient {
         channel_id: u64,
         before: Option<&str>,
     ) -> Result<Fetched<ThreadList>, ApiError> {
-        let mut request = self.http.private_archived_threads(id(channel_id)?).limit(100);
+        let mut request = self
+            .http
+            .private_archived_threads(id(channel_id)?)
+            .limit(100);
         if let Some(before) = before {
             request = request.before(before);
         }

@@ -245,7 +245,6 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Re
     serde_json::from_slice(body).map_err(|e| bad_body(what, e))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,12 +329,22 @@ mod tests {
         let list: ThreadList = parse_json("threads", body).unwrap();
         assert!(list.has_more);
         assert_eq!(
-            list.threads[0].thread_metadata.as_ref().unwrap().archive_timestamp.as_deref(),
+            list.threads[0]
+                .thread_metadata
+                .as_ref()
+                .unwrap()
+                .archive_timestamp
+                .as_deref(),
             Some("2024-05-01T12:34:56.789000+00:00")
         );
-        let guild: GuildInfo = parse_json("guild", br#"{"id":"1","owner_id":"5","roles":[{"id":"1","permissions":"1024"}],"name":"g"}"#).unwrap();
+        let guild: GuildInfo = parse_json(
+            "guild",
+            br#"{"id":"1","owner_id":"5","roles":[{"id":"1","permissions":"1024"}],"name":"g"}"#,
+        )
+        .unwrap();
         assert_eq!(guild.roles[0].permissions, 1024);
-        let member: MemberInfo = parse_json("member", br#"{"roles":["3","4"],"user":{"id":"7"}}"#).unwrap();
+        let member: MemberInfo =
+            parse_json("member", br#"{"roles":["3","4"],"user":{"id":"7"}}"#).unwrap();
         assert_eq!(member.roles, [Snowflake(3), Snowflake(4)]);
     }
 

@@ -16,6 +16,10 @@ pub enum Preset {
     Demo,
     /// `GuildSpec::uniform(--channels, --messages)`.
     Uniform,
+    /// `GuildSpec::full()`: every channel kind, threads and permission case, a few thousand messages.
+    Full,
+    /// `GuildSpec::full_large()`: the same, about 200,000 readable messages.
+    FullLarge,
 }
 
 /// Options of `simulate`.
@@ -122,6 +126,8 @@ impl SimulateArgs {
             }
             Preset::Test => GuildSpec::test_small(),
             Preset::Demo => GuildSpec::demo(),
+            Preset::Full => GuildSpec::full(),
+            Preset::FullLarge => GuildSpec::full_large(),
         };
         if guild.channels.len() >= 1 << 17 {
             bail!("--channels must be below {}", 1 << 17);
@@ -159,6 +165,7 @@ impl SimulateArgs {
                 fail_first: Vec::new(),
             },
             workers: self.workers.max(1),
+            message_content_intent: true,
         })
     }
 }
@@ -252,6 +259,14 @@ mod tests {
         assert_eq!(d.port, 8099);
         assert_eq!(d.preset, Preset::Demo);
         assert!(d.to_config().unwrap().faults.is_none());
+        let full = parse(&["--preset", "full-large"])
+            .unwrap()
+            .to_config()
+            .unwrap();
+        assert_eq!(full.guild, GuildSpec::full_large());
+        assert!(full.message_content_intent);
+        let full = parse(&["--preset", "full"]).unwrap().to_config().unwrap();
+        assert_eq!(full.guild, GuildSpec::full());
         assert!(parse(&["--fault-503", "1.5"]).is_err());
         assert!(parse(&["--preset", "test", "--channels", "2"])
             .unwrap()

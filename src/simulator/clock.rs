@@ -71,6 +71,79 @@ pub fn write_timestamp_ms(out: &mut String, unix_ms: u64) {
     write_timestamp(out, unix_ms * 1000);
 }
 
+/// Parses an ISO 8601 date-time into Unix microseconds: `YYYY-MM-DDTHH:MM:SS`, optional
+/// fraction (up to 9 digits, kept to microseconds), then `Z`, `±HH:MM`, `±HHMM` or nothing
+/// (UTC). A space may stand for the `T`, and for the `+` of an offset (a form-decoded `+`).
+pub fn parse_iso8601_us(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<u32> {
+        let part = b.get(from..from + len)?;
+        part.iter().all(u8::is_ascii_digit).then(|| {
+            part.iter()
+                .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
+        })
+    };
+    let year = num(0, 4)?;
+    let (month, day) = (num(5, 2)?, num(8, 2)?);
+    let (hh, mm, ss) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut micros = 0u64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            if i - start < 6 {
+                micros = micros * 10 + u64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        for _ in digits..6 {
+            micros *= 10;
+        }
+    }
+    let offset_s: i64 = match b.get(i) {
+        None => 0,
+        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
+        Some(&sign @ (b'+' | b'-' | b' ')) => {
+            let oh = num(i + 1, 2)?;
+            let om = match b.len() - (i + 3) {
+                0 => 0,
+                2 => num(i + 3, 2)?,
+                3 if b[i + 3] == b':' => num(i + 4, 2)?,
+                _ => return None,
+            };
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = i64::from(oh * 3600 + om * 60);
+            if sign == b'-' {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(i64::from(year), month, day);
+    let secs = days * 86_400 + i64::from(hh * 3600 + mm * 60 + ss) - offset_s;
+    u64::try_from(secs).ok().map(|s| s * 1_000_000 + micros)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +223,37 @@ mod tests {
         let mut s = String::new();
         write_timestamp_ms(&mut s, snowflake_unix_ms(id));
         assert_eq!(s, "2016-04-30T11:18:25.796000+00:00");
+    }
+
+    #[test]
+    fn iso8601_parsing() {
+        let us = |s: &str| parse_iso8601_us(s);
+        let t = unix_ms(2024, 5, 1, 12, 34, 56) * 1000;
+        assert_eq!(us("2024-05-01T12:34:56.789000+00:00"), Some(t + 789_000));
+        assert_eq!(us("2024-05-01T12:34:56.789+00:00"), Some(t + 789_000));
+        assert_eq!(us("2024-05-01T12:34:56.789123456Z"), Some(t + 789_123));
+        assert_eq!(us("2024-05-01T12:34:56Z"), Some(t));
+        assert_eq!(us("2024-05-01T12:34:56"), Some(t));
+        assert_eq!(us("2024-05-01 12:34:56 00:00"), Some(t));
+        assert_eq!(us("2024-05-01T14:34:56+02:00"), Some(t));
+        assert_eq!(us("2024-05-01T10:34:56-0200"), Some(t));
+        assert_eq!(us("2024-05-01T14:34:56+02"), Some(t));
+        // Round trip with what the simulator writes.
+        let mut s = String::new();
+        write_timestamp(&mut s, t + 5);
+        assert_eq!(us(&s), Some(t + 5));
+        for bad in [
+            "",
+            "2024-05-01",
+            "2024-13-01T00:00:00Z",
+            "2024-05-01T24:00:00Z",
+            "2024-05-01T12:34:56.Z",
+            "2024-05-01T12:34:56+0",
+            "2024-05-01T12:34:56Zjunk",
+            "1234567890123",
+            "2024/05/01T12:34:56Z",
+        ] {
+            assert_eq!(us(bad), None, "{bad}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The seeded guild model: channels, users and roles, and every message's JSON computed on demand.
+//! The seeded guild model: channels, threads, users, roles and permission overwrites, and every
+//! message's JSON computed on demand.
 //!
 //! Nothing per message is stored. Message `i` of channel `c` is a pure function of
 //! `(seed, c, i)`: its id comes from a time `base + i * spacing + jitter(i)` with
@@ -7,9 +8,10 @@
 //! caller passes in. That keeps `GuildSpec::uniform(200, 25_000)` (5 million messages) at a few
 //! kilobytes of memory.
 //!
-//! Threads (kinds 10/11/12 with a `parent`), forum and media channels (15/16, which hold only
-//! threads), roles and permission overwrites already have a place in [`Model`]; the thread listing
-//! endpoints are not served yet.
+//! Threads (kinds 10/11/12) are channels with a thread parent; their id is their creation time,
+//! a minute before their first message. The bot's effective permissions are computed once per
+//! channel from the roles and overwrites of the spec ([`super::perms`]); a thread takes its
+//! parent's.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -17,6 +19,8 @@ use std::fmt::Write as _;
 use super::clock::{
     self, snowflake, snowflake_unix_ms, unix_ms, write_timestamp, write_timestamp_ms,
 };
+use super::perms::permission::{self, CONNECT, MANAGE_THREADS, READ_MESSAGE_HISTORY, VIEW_CHANNEL};
+use super::perms::{self as permmath, Member, Overwrite, Reach};
 use super::rng::{mix, Rng};
 
 /// Discord channel types (`type` in the channel object).
@@ -42,18 +46,105 @@ pub mod kind {
     }
 }
 
-/// What the simulated bot may do in a channel.
+/// What the simulated bot may do in a channel: a shorthand for an @everyone overwrite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Access {
     #[default]
     Readable,
-    /// No View Channel: `GET /channels/{id}` and its messages answer 403 `{"code": 50001}`.
+    /// No View Channel (@everyone denied it): `GET /channels/{id}` and its messages answer 403
+    /// `{"code": 50001}`.
     NoAccess,
-    /// View Channel without Read Message History: the messages route answers `200 []`, as Discord does.
+    /// View Channel without Read Message History (@everyone denied it): the messages route
+    /// answers `200 []`, as Discord does.
     NoHistory,
 }
 
-/// One channel of the simulated guild.
+/// Whom a permission overwrite is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverwriteTarget {
+    /// The @everyone role (its id is the guild's).
+    Everyone,
+    /// `GuildSpec::roles[i]`.
+    Role(usize),
+    /// A member overwrite for the simulated bot user.
+    Bot,
+    /// A member overwrite for the `i`-th simulated person (never applies to the bot).
+    Human(usize),
+}
+
+/// A channel permission overwrite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverwriteSpec {
+    pub target: OverwriteTarget,
+    pub allow: u64,
+    pub deny: u64,
+}
+
+/// Thread state (kinds 10, 11, 12); ignored for other kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadSpec {
+    /// Archived since `auto_archive_minutes` after its last message; else active.
+    pub archived: bool,
+    /// The bot is a member of the thread: it sees a private thread without Manage Threads, and
+    /// the listings carry a thread member object for it.
+    pub joined: bool,
+    pub locked: bool,
+    /// 60, 1440, 4320 or 10080.
+    pub auto_archive_minutes: u32,
+}
+
+impl Default for ThreadSpec {
+    fn default() -> Self {
+        ThreadSpec {
+            archived: false,
+            joined: false,
+            locked: false,
+            auto_archive_minutes: 1440,
+        }
+    }
+}
+
+/// A role besides @everyone; roles get positions 1, 2, ... in spec order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleSpec {
+    pub name: String,
+    /// Permission bits (see [`super::permission`]).
+    pub permissions: u64,
+    /// The simulated bot has this role.
+    pub bot: bool,
+    /// The bot's own integration role (`managed`, with `tags.bot_id`).
+    pub managed: bool,
+}
+
+impl RoleSpec {
+    /// A role the bot does not have.
+    pub fn new(name: &str, permissions: u64) -> Self {
+        RoleSpec {
+            name: name.to_owned(),
+            permissions,
+            bot: false,
+            managed: false,
+        }
+    }
+
+    /// A role the bot has.
+    pub fn bots(name: &str, permissions: u64) -> Self {
+        RoleSpec {
+            bot: true,
+            ..RoleSpec::new(name, permissions)
+        }
+    }
+
+    /// The bot's integration role of every preset: View Channel and Read Message History.
+    pub fn integration() -> Self {
+        RoleSpec {
+            managed: true,
+            ..RoleSpec::bots("Archiver Sim", VIEW_CHANNEL | READ_MESSAGE_HISTORY)
+        }
+    }
+}
+
+/// One channel (or thread) of the simulated guild.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChannelSpec {
     pub name: String,
@@ -61,9 +152,15 @@ pub struct ChannelSpec {
     pub kind: u8,
     /// Message count; ignored (treated as 0) for kinds without messages (categories, forums).
     pub messages: u64,
+    /// Adds an @everyone overwrite (merged with one in `overwrites`). It describes that
+    /// overwrite only: the bot's real reach also depends on roles and the other overwrites
+    /// (ask [`super::SimState::readable_channels`]).
     pub access: Access,
     /// Index of the parent channel in [`GuildSpec::channels`] (category, or a thread's channel).
     pub parent: Option<usize>,
+    /// Permission overwrites (threads have none: they take their parent's permissions).
+    pub overwrites: Vec<OverwriteSpec>,
+    pub thread: ThreadSpec,
 }
 
 impl ChannelSpec {
@@ -74,6 +171,8 @@ impl ChannelSpec {
             messages,
             access: Access::Readable,
             parent: None,
+            overwrites: Vec::new(),
+            thread: ThreadSpec::default(),
         }
     }
 
@@ -82,6 +181,11 @@ impl ChannelSpec {
             kind,
             ..ChannelSpec::text(name, messages)
         }
+    }
+
+    /// An active thread of `kind` (10, 11 or 12) in channel `parent`.
+    pub fn thread(name: &str, kind: u8, parent: usize, messages: u64) -> Self {
+        ChannelSpec::of_kind(name, kind, messages).with_parent(parent)
     }
 
     pub fn with_access(mut self, access: Access) -> Self {
@@ -93,6 +197,37 @@ impl ChannelSpec {
         self.parent = Some(parent);
         self
     }
+
+    pub fn with_overwrite(mut self, target: OverwriteTarget, allow: u64, deny: u64) -> Self {
+        self.overwrites.push(OverwriteSpec {
+            target,
+            allow,
+            deny,
+        });
+        self
+    }
+
+    /// A thread archived `auto_archive_minutes` after its last message.
+    pub fn archived(mut self) -> Self {
+        self.thread.archived = true;
+        self
+    }
+
+    /// A thread the bot has joined.
+    pub fn joined(mut self) -> Self {
+        self.thread.joined = true;
+        self
+    }
+
+    pub fn locked(mut self) -> Self {
+        self.thread.locked = true;
+        self
+    }
+
+    pub fn auto_archive(mut self, minutes: u32) -> Self {
+        self.thread.auto_archive_minutes = minutes;
+        self
+    }
 }
 
 /// The simulated guild.
@@ -101,6 +236,10 @@ pub struct GuildSpec {
     pub guild_id: u64,
     pub name: String,
     pub channels: Vec<ChannelSpec>,
+    /// The @everyone role's permissions.
+    pub everyone_permissions: u64,
+    /// Roles besides @everyone.
+    pub roles: Vec<RoleSpec>,
 }
 
 /// When the preset guilds were "created" (their id's time).
@@ -109,18 +248,34 @@ const GUILD_CREATED_MS: u64 = unix_ms(2020, 3, 14, 15, 9, 26);
 const FIRST_MESSAGES_MS: u64 = unix_ms(2021, 1, 1, 0, 0, 0);
 const LAST_MESSAGES_MS: u64 = unix_ms(2025, 6, 1, 0, 0, 0);
 
+/// Role indices of [`GuildSpec::full`].
+const ROLE_INTEGRATION: usize = 0;
+const ROLE_ARCHIVIST: usize = 1;
+const ROLE_MODERATORS: usize = 2;
+
 impl GuildSpec {
     fn preset_id() -> u64 {
         snowflake(GUILD_CREATED_MS, WORKER_GUILD, 0, 0)
     }
 
+    /// A guild with the presets' roles: @everyone with common defaults, and the bot's
+    /// integration role.
+    fn with_channels(name: String, channels: Vec<ChannelSpec>) -> Self {
+        GuildSpec {
+            guild_id: Self::preset_id(),
+            name,
+            channels,
+            everyone_permissions: permission::EVERYONE_DEFAULT,
+            roles: vec![RoleSpec::integration()],
+        }
+    }
+
     /// Small and fast, with every paging edge: 0, 1, 99, 100, 101, 250 and 3000 messages.
     pub fn test_small() -> Self {
         let category = 8;
-        GuildSpec {
-            guild_id: Self::preset_id(),
-            name: "Simulated Test Guild".to_owned(),
-            channels: vec![
+        Self::with_channels(
+            "Simulated Test Guild".to_owned(),
+            vec![
                 ChannelSpec::text("empty", 0),
                 ChannelSpec::text("one", 1),
                 ChannelSpec::text("ninety-nine", 99),
@@ -134,16 +289,15 @@ impl GuildSpec {
                     .with_access(Access::NoAccess)
                     .with_parent(category),
             ],
-        }
+        )
     }
 
     /// About 50,000 readable messages in a handful of channels of varied sizes.
     pub fn demo() -> Self {
         let community = 0;
-        GuildSpec {
-            guild_id: Self::preset_id(),
-            name: "Rustaceans Café ☕".to_owned(),
-            channels: vec![
+        Self::with_channels(
+            "Rustaceans Café ☕".to_owned(),
+            vec![
                 ChannelSpec::of_kind("Community", kind::GUILD_CATEGORY, 0),
                 ChannelSpec::of_kind("announcements", kind::GUILD_ANNOUNCEMENT, 300)
                     .with_parent(community),
@@ -155,18 +309,245 @@ impl GuildSpec {
                 ChannelSpec::of_kind("voice-lounge", kind::GUILD_VOICE, 200),
                 ChannelSpec::text("mod-log", 1_000).with_access(Access::NoAccess),
             ],
-        }
+        )
     }
 
     /// `channels` text channels of `messages_per_channel` messages each, for benchmarks.
     pub fn uniform(channels: usize, messages_per_channel: u64) -> Self {
-        GuildSpec {
-            guild_id: Self::preset_id(),
-            name: format!("Uniform {channels}x{messages_per_channel}"),
-            channels: (0..channels)
+        Self::with_channels(
+            format!("Uniform {channels}x{messages_per_channel}"),
+            (0..channels)
                 .map(|i| ChannelSpec::text(&format!("channel-{i:04}"), messages_per_channel))
                 .collect(),
+        )
+    }
+
+    /// Every channel kind, every kind of thread and every permission case, with a few thousand
+    /// messages:
+    ///
+    /// - roles: @everyone (common defaults), the bot's `Archiver Sim` (View, Read Message
+    ///   History) and `Archivist` (View, Read Message History, Connect, Manage Threads), and
+    ///   `Moderators`, which the bot lacks;
+    /// - `Information` (4): `announcements` (5), `general` (0, the bot has Manage Threads),
+    ///   `dev` (0, `Archivist` denied Manage Threads), `quiet` (0, no messages), `staff` (0,
+    ///   @everyone denied View, `Moderators` allowed: hidden), `no-history` (0, `Archivist`
+    ///   denied Read Message History), `bot-corner` (0, @everyone denied View, the bot's member
+    ///   overwrite allows it);
+    /// - `Voice` (4): `voice-chat` (2), `stage` (13, @everyone denied Connect, `Archivist`
+    ///   allowed it), `locked-voice` (2, @everyone denied Connect);
+    /// - `forum` (15) and `media` (16), which hold only posts;
+    /// - threads: announcement threads (10), 120 archived public threads in `general` (paging at
+    ///   100), active ones (`help-wanted`, `moving-soon`), private threads (12) joined or not in
+    ///   `general` and `dev`, forum and media posts active and archived, and threads in `staff`
+    ///   (hidden), `no-history` (no history) and `bot-corner`.
+    ///
+    /// What the bot can read: [`super::SimState::readable_channels`].
+    pub fn full() -> Self {
+        Self::rich("Simulated Full Guild", 1, 120, 0, 0)
+    }
+
+    /// [`GuildSpec::full`] scaled up for benchmarks (the largest preset): tens of channels,
+    /// hundreds of threads and about 200,000 readable messages.
+    pub fn full_large() -> Self {
+        Self::rich("Simulated Large Guild", 20, 150, 30, 5_000)
+    }
+
+    /// The shape of `full`: message counts times `scale`, `archived_general` archived public
+    /// threads in `general`, and `extra_text` more text channels of `extra_messages` messages
+    /// (each with two active and three archived threads) in a third category.
+    fn rich(
+        name: &str,
+        scale: u64,
+        archived_general: usize,
+        extra_text: usize,
+        extra_messages: u64,
+    ) -> Self {
+        use kind::*;
+        use OverwriteTarget::{Bot, Everyone, Human, Role};
+        let m = |n: u64| n * scale;
+        let mut c: Vec<ChannelSpec> = Vec::new();
+        let add = |c: &mut Vec<ChannelSpec>, spec: ChannelSpec| {
+            c.push(spec);
+            c.len() - 1
+        };
+        let info = add(
+            &mut c,
+            ChannelSpec::of_kind("Information", GUILD_CATEGORY, 0),
+        );
+        let announcements = add(
+            &mut c,
+            ChannelSpec::of_kind("announcements", GUILD_ANNOUNCEMENT, m(120)).with_parent(info),
+        );
+        let general = add(
+            &mut c,
+            ChannelSpec::text("general", m(800)).with_parent(info),
+        );
+        let dev = add(
+            &mut c,
+            ChannelSpec::text("dev", m(300))
+                .with_parent(info)
+                .with_overwrite(Role(ROLE_ARCHIVIST), 0, MANAGE_THREADS),
+        );
+        add(&mut c, ChannelSpec::text("quiet", 0).with_parent(info));
+        let staff = add(
+            &mut c,
+            ChannelSpec::text("staff", m(200))
+                .with_parent(info)
+                .with_overwrite(Everyone, 0, VIEW_CHANNEL)
+                .with_overwrite(Role(ROLE_MODERATORS), VIEW_CHANNEL, 0),
+        );
+        let no_history = add(
+            &mut c,
+            ChannelSpec::text("no-history", m(100))
+                .with_parent(info)
+                .with_overwrite(Role(ROLE_ARCHIVIST), 0, READ_MESSAGE_HISTORY),
+        );
+        let bot_corner = add(
+            &mut c,
+            ChannelSpec::text("bot-corner", m(80))
+                .with_parent(info)
+                .with_overwrite(Everyone, 0, VIEW_CHANNEL)
+                .with_overwrite(Bot, VIEW_CHANNEL, 0)
+                .with_overwrite(Human(0), VIEW_CHANNEL, 0),
+        );
+        let voice = add(&mut c, ChannelSpec::of_kind("Voice", GUILD_CATEGORY, 0));
+        add(
+            &mut c,
+            ChannelSpec::of_kind("voice-chat", GUILD_VOICE, m(150)).with_parent(voice),
+        );
+        add(
+            &mut c,
+            ChannelSpec::of_kind("stage", GUILD_STAGE_VOICE, m(60))
+                .with_parent(voice)
+                .with_overwrite(Everyone, 0, CONNECT)
+                .with_overwrite(Role(ROLE_ARCHIVIST), CONNECT, 0),
+        );
+        add(
+            &mut c,
+            ChannelSpec::of_kind("locked-voice", GUILD_VOICE, m(40))
+                .with_parent(voice)
+                .with_overwrite(Everyone, 0, CONNECT),
+        );
+        let forum = add(&mut c, ChannelSpec::of_kind("forum", GUILD_FORUM, 0));
+        let media = add(&mut c, ChannelSpec::of_kind("media", GUILD_MEDIA, 0));
+        let extra_category =
+            (extra_text > 0).then(|| add(&mut c, ChannelSpec::of_kind("More", GUILD_CATEGORY, 0)));
+        let extra: Vec<usize> = (0..extra_text)
+            .map(|k| {
+                let mut spec = ChannelSpec::text(&format!("text-{k:02}"), extra_messages);
+                spec.parent = extra_category;
+                add(&mut c, spec)
+            })
+            .collect();
+
+        // Threads.
+        let t = |name: &str, kind: u8, parent: usize, n: u64| {
+            ChannelSpec::thread(name, kind, parent, m(n))
+        };
+        add(
+            &mut c,
+            t("release-notes-1", ANNOUNCEMENT_THREAD, announcements, 25).archived(),
+        );
+        add(
+            &mut c,
+            t("release-notes-2", ANNOUNCEMENT_THREAD, announcements, 15),
+        );
+        add(&mut c, t("help-wanted", PUBLIC_THREAD, general, 40));
+        add(&mut c, t("moving-soon", PUBLIC_THREAD, general, 12));
+        for k in 0..archived_general {
+            let mut spec = t(
+                &format!("old-topic-{k:03}"),
+                PUBLIC_THREAD,
+                general,
+                k as u64 % 7,
+            )
+            .archived()
+            .auto_archive([60, 1440, 4320, 10080][k % 4]);
+            if k.is_multiple_of(10) {
+                spec = spec.locked();
+            }
+            add(&mut c, spec);
         }
+        add(
+            &mut c,
+            t("mods-only", PRIVATE_THREAD, general, 20)
+                .archived()
+                .joined(),
+        );
+        add(
+            &mut c,
+            t("mods-unjoined", PRIVATE_THREAD, general, 10).archived(),
+        );
+        add(&mut c, t("private-active", PRIVATE_THREAD, general, 8));
+        add(&mut c, t("dev-public", PUBLIC_THREAD, dev, 15).archived());
+        add(
+            &mut c,
+            t("dev-joined", PRIVATE_THREAD, dev, 12).archived().joined(),
+        );
+        add(&mut c, t("dev-hidden", PRIVATE_THREAD, dev, 9).archived());
+        add(
+            &mut c,
+            t("dev-active-joined", PRIVATE_THREAD, dev, 7).joined(),
+        );
+        add(&mut c, t("dev-active-hidden", PRIVATE_THREAD, dev, 6));
+        for k in 1..=3 {
+            add(
+                &mut c,
+                t(&format!("forum-post-{k}"), PUBLIC_THREAD, forum, 10 * k),
+            );
+        }
+        for k in 1..=4 {
+            add(
+                &mut c,
+                t(&format!("forum-old-{k}"), PUBLIC_THREAD, forum, 5).archived(),
+            );
+        }
+        add(&mut c, t("media-post-1", PUBLIC_THREAD, media, 6));
+        add(&mut c, t("media-old-1", PUBLIC_THREAD, media, 4).archived());
+        add(&mut c, t("media-old-2", PUBLIC_THREAD, media, 3).archived());
+        add(&mut c, t("staff-thread", PUBLIC_THREAD, staff, 10));
+        add(
+            &mut c,
+            t("staff-archive", PUBLIC_THREAD, staff, 10).archived(),
+        );
+        add(
+            &mut c,
+            t("no-history-thread", PUBLIC_THREAD, no_history, 10),
+        );
+        add(
+            &mut c,
+            t("no-history-archive", PUBLIC_THREAD, no_history, 5).archived(),
+        );
+        add(
+            &mut c,
+            t("bot-corner-thread", PUBLIC_THREAD, bot_corner, 5).archived(),
+        );
+        for (k, &parent) in extra.iter().enumerate() {
+            for j in 0..5 {
+                let spec = ChannelSpec::thread(
+                    &format!("text-{k:02}-thread-{j}"),
+                    PUBLIC_THREAD,
+                    parent,
+                    extra_messages / 100,
+                );
+                add(&mut c, if j < 3 { spec.archived() } else { spec });
+            }
+        }
+
+        let mut guild = Self::with_channels(name.to_owned(), c);
+        guild.roles = vec![
+            RoleSpec::integration(),
+            RoleSpec::bots(
+                "Archivist",
+                VIEW_CHANNEL | READ_MESSAGE_HISTORY | CONNECT | MANAGE_THREADS,
+            ),
+            RoleSpec::new(
+                "Moderators",
+                VIEW_CHANNEL | READ_MESSAGE_HISTORY | MANAGE_THREADS | CONNECT,
+            ),
+        ];
+        debug_assert_eq!(guild.roles[ROLE_INTEGRATION], RoleSpec::integration());
+        guild
     }
 }
 
@@ -190,30 +571,6 @@ fn indexed_snowflake(unix_ms: u64, worker: u8, index: usize) -> u64 {
     snowflake(unix_ms, worker, process, increment)
 }
 
-// Permission bits (Discord's `permissions` strings).
-const P_CREATE_INVITE: u64 = 1 << 0;
-const P_ADD_REACTIONS: u64 = 1 << 6;
-const P_VIEW_CHANNEL: u64 = 1 << 10;
-const P_SEND_MESSAGES: u64 = 1 << 11;
-const P_EMBED_LINKS: u64 = 1 << 14;
-const P_ATTACH_FILES: u64 = 1 << 15;
-const P_READ_HISTORY: u64 = 1 << 16;
-const P_EXTERNAL_EMOJIS: u64 = 1 << 18;
-const P_CONNECT: u64 = 1 << 20;
-const P_SPEAK: u64 = 1 << 21;
-const P_CHANGE_NICKNAME: u64 = 1 << 26;
-const EVERYONE_PERMISSIONS: u64 = P_CREATE_INVITE
-    | P_ADD_REACTIONS
-    | P_VIEW_CHANNEL
-    | P_SEND_MESSAGES
-    | P_EMBED_LINKS
-    | P_ATTACH_FILES
-    | P_READ_HISTORY
-    | P_EXTERNAL_EMOJIS
-    | P_CONNECT
-    | P_SPEAK
-    | P_CHANGE_NICKNAME;
-
 /// A simulated user; `json` is the exact user object written in `author` and `mentions`.
 #[derive(Debug)]
 pub(crate) struct UserModel {
@@ -224,20 +581,26 @@ pub(crate) struct UserModel {
 /// A role; the `@everyone` role's id is the guild id.
 #[derive(Debug)]
 pub(crate) struct RoleModel {
-    id: u64,
-    name: &'static str,
-    permissions: u64,
+    pub(crate) id: u64,
+    name: String,
+    pub(crate) permissions: u64,
     position: u32,
     managed_by: Option<u64>,
+    /// The bot has it.
+    pub(crate) bot: bool,
 }
 
-/// A channel permission overwrite (type 0 = role, 1 = member).
+/// A thread's fixed state (runtime archiving lives in the server state).
 #[derive(Debug)]
-pub(crate) struct Overwrite {
-    id: u64,
-    kind: u8,
-    allow: u64,
-    deny: u64,
+pub(crate) struct ThreadModel {
+    /// When it was archived, per the spec; `None`: active.
+    pub(crate) archived_ms: Option<u64>,
+    pub(crate) joined: bool,
+    locked: bool,
+    auto_archive_minutes: u32,
+    pub(crate) created_ms: u64,
+    /// The index of the person who started it.
+    owner: usize,
 }
 
 /// A channel with everything needed to compute its messages.
@@ -248,11 +611,18 @@ pub(crate) struct ChannelModel {
     pub(crate) name: String,
     pub(crate) kind: u8,
     pub(crate) messages: u64,
-    pub(crate) access: Access,
     pub(crate) parent_id: Option<u64>,
+    /// The parent's index (a thread's channel, or a channel's category).
+    pub(crate) parent: Option<usize>,
+    /// The bot's effective permissions here (a thread's are its parent's).
+    pub(crate) perms: u64,
+    /// Set for threads.
+    pub(crate) thread: Option<ThreadModel>,
     position: usize,
     topic: Option<&'static str>,
     overwrites: Vec<Overwrite>,
+    /// Forum and media channels: the newest post's id (Discord's `last_message_id` there).
+    newest_thread: Option<u64>,
     base_ms: u64,
     spacing_ms: u64,
     jitter_seed: u64,
@@ -354,6 +724,17 @@ impl ChannelModel {
     fn last_message_id(&self) -> Option<u64> {
         (self.messages > 0).then(|| self.message_id(self.messages - 1))
     }
+
+    /// The bot's reach here, from its permissions (and, in a private thread, its membership).
+    pub(crate) fn reach(&self) -> Reach {
+        let joined = self.thread.as_ref().is_some_and(|t| t.joined);
+        permmath::reach(self.kind, self.perms, joined)
+    }
+
+    /// Whether the bot can read messages here: what a perfect archiver archives.
+    pub(crate) fn readable(&self) -> bool {
+        kind::has_messages(self.kind) && self.reach() == Reach::Readable
+    }
 }
 
 /// The paging cursor of a messages request (the three are mutually exclusive).
@@ -378,10 +759,28 @@ pub(crate) struct Model {
     humans: usize,
     /// The simulated bot the token belongs to.
     pub(crate) me: UserModel,
-    roles: Vec<RoleModel>,
+    /// `roles[0]` is @everyone.
+    pub(crate) roles: Vec<RoleModel>,
+    /// When the bot joined the guild.
+    joined_ms: u64,
+    /// The latest archive time in the spec; threads archived at run time come after it.
+    pub(crate) latest_archive_ms: u64,
+    /// `false` serves other users' messages without content, embeds, attachments and
+    /// components, as Discord does for a bot without the Message Content intent.
+    pub(crate) message_content: bool,
     custom_emojis: Vec<(u64, &'static str, bool)>,
     /// The 4,000-character message, built once.
     long_text: String,
+}
+
+/// The channel kinds a thread of `kind` can live in.
+fn thread_parent_kinds(kind: u8) -> &'static [u8] {
+    match kind {
+        kind::ANNOUNCEMENT_THREAD => &[kind::GUILD_ANNOUNCEMENT],
+        kind::PUBLIC_THREAD => &[kind::GUILD_TEXT, kind::GUILD_FORUM, kind::GUILD_MEDIA],
+        kind::PRIVATE_THREAD => &[kind::GUILD_TEXT],
+        _ => &[],
+    }
 }
 
 impl Model {
@@ -398,64 +797,32 @@ impl Model {
                     c.name
                 );
             }
+            if kind::is_thread(c.kind) {
+                let parent = c.parent.map(|p| spec.channels[p].kind);
+                assert!(
+                    parent.is_some_and(|p| thread_parent_kinds(c.kind).contains(&p)),
+                    "thread {i} ({}) of type {} needs a parent of type {:?}, not {parent:?}",
+                    c.name,
+                    c.kind,
+                    thread_parent_kinds(c.kind)
+                );
+            }
+            for o in &c.overwrites {
+                match o.target {
+                    OverwriteTarget::Role(r) => assert!(
+                        r < spec.roles.len(),
+                        "channel {i} ({}): no role {r}",
+                        c.name
+                    ),
+                    OverwriteTarget::Human(h) => {
+                        assert!(h < HUMANS.len(), "channel {i} ({}): no person {h}", c.name)
+                    }
+                    OverwriteTarget::Everyone | OverwriteTarget::Bot => {}
+                }
+            }
         }
         let guild_id = spec.guild_id;
         let guild_ms = snowflake_unix_ms(guild_id).max(clock::DISCORD_EPOCH_MS);
-        let channel_id =
-            |i: usize| indexed_snowflake(guild_ms + 60_000 * (i as u64 + 1), WORKER_CHANNEL, i);
-        let bot_role_id = snowflake(guild_ms + 1_000, WORKER_ROLE, 0, 1);
-
-        let mut channels = Vec::with_capacity(spec.channels.len());
-        let mut by_id = HashMap::with_capacity(spec.channels.len());
-        for (i, c) in spec.channels.iter().enumerate() {
-            let h = mix(seed, i as u64 ^ 0xC4A7);
-            let messages = if kind::has_messages(c.kind) {
-                c.messages
-            } else {
-                0
-            };
-            let base_ms = (FIRST_MESSAGES_MS + (i as u64 % 400) * 2 * 86_400_000 + h % 86_400_000)
-                .max(guild_ms + 3_600_000);
-            // Seconds to a minute apart, squeezed when a channel is too long to end before LAST_MESSAGES_MS.
-            let wanted = 2_000 + (h >> 20) % 38_000;
-            let room = LAST_MESSAGES_MS.saturating_sub(base_ms) / messages.max(1);
-            let spacing_ms = wanted.min(room).max(2);
-            let deny = match c.access {
-                Access::Readable => 0,
-                Access::NoAccess => P_VIEW_CHANNEL,
-                Access::NoHistory => P_READ_HISTORY,
-            };
-            let overwrites = if deny == 0 {
-                Vec::new()
-            } else {
-                vec![Overwrite {
-                    id: guild_id,
-                    kind: 0,
-                    allow: 0,
-                    deny,
-                }]
-            };
-            let id = channel_id(i);
-            by_id.insert(id, i);
-            channels.push(ChannelModel {
-                index: i,
-                id,
-                name: c.name.clone(),
-                kind: c.kind,
-                messages,
-                access: c.access,
-                parent_id: c.parent.map(channel_id),
-                position: spec.channels[..i]
-                    .iter()
-                    .filter(|o| o.kind == c.kind)
-                    .count(),
-                topic: (h % 3 == 0).then(|| *Rng::new(h).pick(TOPICS)),
-                overwrites,
-                base_ms,
-                spacing_ms,
-                jitter_seed: mix(seed ^ 0x5EED_C4A7, i as u64),
-            });
-        }
 
         let mut users: Vec<UserModel> = HUMANS
             .iter()
@@ -468,22 +835,166 @@ impl Model {
         }
         let me = make_user(seed, 1000, "archiver-sim", None, Some("4821"));
 
-        let roles = vec![
-            RoleModel {
-                id: guild_id,
-                name: "@everyone",
-                permissions: EVERYONE_PERMISSIONS,
-                position: 0,
-                managed_by: None,
-            },
-            RoleModel {
-                id: bot_role_id,
-                name: "Archiver Sim",
-                permissions: P_VIEW_CHANNEL | P_READ_HISTORY,
-                position: 1,
-                managed_by: Some(me.id),
-            },
-        ];
+        let mut roles = vec![RoleModel {
+            id: guild_id,
+            name: "@everyone".to_owned(),
+            permissions: spec.everyone_permissions,
+            position: 0,
+            managed_by: None,
+            bot: true,
+        }];
+        for (k, r) in spec.roles.iter().enumerate() {
+            let n = k + 1;
+            roles.push(RoleModel {
+                id: snowflake(guild_ms + 1_000 * n as u64, WORKER_ROLE, 0, n as u16),
+                name: r.name.clone(),
+                permissions: r.permissions,
+                position: n as u32,
+                managed_by: r.managed.then_some(me.id),
+                bot: r.bot,
+            });
+        }
+        let bot_roles: Vec<u64> = roles[1..].iter().filter(|r| r.bot).map(|r| r.id).collect();
+        let member = Member {
+            guild_id,
+            user_id: me.id,
+            is_owner: false,
+            roles: &bot_roles,
+        };
+        let base = permmath::base_permissions(
+            member,
+            spec.everyone_permissions,
+            roles[1..].iter().filter(|r| r.bot).map(|r| r.permissions),
+        );
+
+        // Times first: a thread's id is its creation time, a minute before its first message.
+        struct Timing {
+            messages: u64,
+            base_ms: u64,
+            spacing_ms: u64,
+            h: u64,
+            id: u64,
+        }
+        let timings: Vec<Timing> = spec
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let h = mix(seed, i as u64 ^ 0xC4A7);
+                let messages = if kind::has_messages(c.kind) {
+                    c.messages
+                } else {
+                    0
+                };
+                let base_ms =
+                    (FIRST_MESSAGES_MS + (i as u64 % 400) * 2 * 86_400_000 + h % 86_400_000)
+                        .max(guild_ms + 3_600_000);
+                // Seconds to a minute apart, squeezed when a channel is too long to end before LAST_MESSAGES_MS.
+                let wanted = 2_000 + (h >> 20) % 38_000;
+                let room = LAST_MESSAGES_MS.saturating_sub(base_ms) / messages.max(1);
+                let spacing_ms = wanted.min(room).max(2);
+                let created_ms = if kind::is_thread(c.kind) {
+                    base_ms - 60_000
+                } else {
+                    guild_ms + 60_000 * (i as u64 + 1)
+                };
+                Timing {
+                    messages,
+                    base_ms,
+                    spacing_ms,
+                    h,
+                    id: indexed_snowflake(created_ms, WORKER_CHANNEL, i),
+                }
+            })
+            .collect();
+
+        let mut channels = Vec::with_capacity(spec.channels.len());
+        let mut by_id = HashMap::with_capacity(spec.channels.len());
+        for (i, c) in spec.channels.iter().enumerate() {
+            let Timing {
+                messages,
+                base_ms,
+                spacing_ms,
+                h,
+                id,
+            } = timings[i];
+            let overwrites = if kind::is_thread(c.kind) {
+                Vec::new()
+            } else {
+                resolve_overwrites(c, guild_id, &roles, &users, me.id)
+            };
+            let perms = permmath::channel_permissions(base, member, &overwrites);
+            let jitter_seed = mix(seed ^ 0x5EED_C4A7, i as u64);
+            let mut ch = ChannelModel {
+                index: i,
+                id,
+                name: c.name.clone(),
+                kind: c.kind,
+                messages,
+                parent_id: c.parent.map(|p| timings[p].id),
+                parent: c.parent,
+                perms,
+                thread: None,
+                position: spec.channels[..i]
+                    .iter()
+                    .filter(|o| o.kind == c.kind)
+                    .count(),
+                topic: (h % 3 == 0).then(|| *Rng::new(h).pick(TOPICS)),
+                overwrites,
+                newest_thread: None,
+                base_ms,
+                spacing_ms,
+                jitter_seed,
+            };
+            if kind::is_thread(c.kind) {
+                let created_ms = base_ms - 60_000;
+                let last_ms = if messages > 0 {
+                    ch.message_ms(messages - 1)
+                } else {
+                    created_ms
+                };
+                let minutes = c.thread.auto_archive_minutes;
+                ch.thread = Some(ThreadModel {
+                    archived_ms: c
+                        .thread
+                        .archived
+                        .then_some(last_ms + u64::from(minutes) * 60_000),
+                    joined: c.thread.joined,
+                    locked: c.thread.locked,
+                    auto_archive_minutes: minutes,
+                    created_ms,
+                    owner: (h >> 40) as usize % humans,
+                });
+            }
+            by_id.insert(id, i);
+            channels.push(ch);
+        }
+        // Threads take their parent's permissions; forums show their newest post.
+        for i in 0..channels.len() {
+            if channels[i].thread.is_none() {
+                continue;
+            }
+            let p = channels[i].parent.expect("threads have parents");
+            channels[i].perms = channels[p].perms;
+            let id = channels[i].id;
+            let newest = &mut channels[p].newest_thread;
+            *newest = Some(newest.map_or(id, |n: u64| n.max(id)));
+        }
+        // Archive times are distinct, so `before` paging by time never skips one.
+        let mut archived: Vec<(u64, usize)> = channels
+            .iter()
+            .filter_map(|c| Some((c.thread.as_ref()?.archived_ms?, c.index)))
+            .collect();
+        archived.sort_unstable();
+        let mut latest_archive_ms = 0;
+        for (ms, i) in archived {
+            let ms = ms.max(latest_archive_ms + 1);
+            if let Some(t) = channels[i].thread.as_mut() {
+                t.archived_ms = Some(ms);
+            }
+            latest_archive_ms = ms;
+        }
+
         let custom_emojis = CUSTOM_EMOJIS
             .iter()
             .enumerate()
@@ -511,6 +1022,9 @@ impl Model {
             humans,
             me,
             roles,
+            joined_ms: guild_ms + 1_800_000,
+            latest_archive_ms: latest_archive_ms.max(LAST_MESSAGES_MS),
+            message_content: true,
             custom_emojis,
             long_text: long_text(),
         }
@@ -520,12 +1034,30 @@ impl Model {
         self.by_id.get(&id).copied()
     }
 
-    /// A Discord channel object.
-    pub(crate) fn write_channel(&self, out: &mut String, ch: &ChannelModel) {
+    /// The role ids the bot has (without @everyone).
+    pub(crate) fn bot_role_ids(&self) -> Vec<u64> {
+        self.roles[1..]
+            .iter()
+            .filter(|r| r.bot)
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// A Discord channel object. `archived_ms` is a thread's current archive time (`None`:
+    /// active); other kinds ignore it.
+    pub(crate) fn write_channel(
+        &self,
+        out: &mut String,
+        ch: &ChannelModel,
+        archived_ms: Option<u64>,
+    ) {
         let _ = write!(out, "{{\"id\":\"{}\",\"type\":{}", ch.id, ch.kind);
-        if kind::has_messages(ch.kind) || matches!(ch.kind, kind::GUILD_FORUM | kind::GUILD_MEDIA) {
+        if kind::has_messages(ch.kind) {
             out.push_str(",\"last_message_id\":");
             push_opt_id(out, ch.last_message_id());
+        } else if matches!(ch.kind, kind::GUILD_FORUM | kind::GUILD_MEDIA) {
+            out.push_str(",\"last_message_id\":");
+            push_opt_id(out, ch.newest_thread);
         }
         let _ = write!(
             out,
@@ -548,41 +1080,61 @@ impl Model {
                 None => out.push_str("null"),
             }
         }
+        if matches!(ch.kind, kind::GUILD_FORUM | kind::GUILD_MEDIA) {
+            out.push_str(",\"available_tags\":[],\"default_reaction_emoji\":null,\"default_sort_order\":null,\"default_thread_rate_limit_per_user\":0");
+            if ch.kind == kind::GUILD_FORUM {
+                out.push_str(",\"default_forum_layout\":0");
+            }
+        }
         if matches!(ch.kind, kind::GUILD_VOICE | kind::GUILD_STAGE_VOICE) {
             out.push_str(",\"bitrate\":64000,\"user_limit\":0,\"rtc_region\":null");
         }
-        if kind::is_thread(ch.kind) {
-            // Thread fields, for when threads are served.
-            let created = ch.base_ms.saturating_sub(1000);
+        if let Some(t) = &ch.thread {
             let _ = write!(
                 out,
-                ",\"owner_id\":\"{}\",\"member_count\":2,\"message_count\":{},\"total_message_sent\":{},\"thread_metadata\":{{\"archived\":false,\"archive_timestamp\":\"",
-                self.users[0].id, ch.messages, ch.messages
+                ",\"owner_id\":\"{}\",\"member_count\":{},\"message_count\":{},\"total_message_sent\":{},\"thread_metadata\":{{\"archived\":{},\"archive_timestamp\":\"",
+                self.users[t.owner].id,
+                2 + u8::from(t.joined),
+                ch.messages,
+                ch.messages,
+                archived_ms.is_some()
             );
-            write_timestamp_ms(out, created);
-            out.push_str(
-                "\",\"auto_archive_duration\":1440,\"locked\":false,\"create_timestamp\":\"",
-            );
-            write_timestamp_ms(out, created);
-            out.push_str("\"}");
-        } else {
+            // The last change of archive status: creation, for a thread never archived.
+            write_timestamp_ms(out, archived_ms.unwrap_or(t.created_ms));
             let _ = write!(
                 out,
-                ",\"position\":{},\"permission_overwrites\":[",
-                ch.position
+                "\",\"auto_archive_duration\":{},\"locked\":{},\"create_timestamp\":\"",
+                t.auto_archive_minutes, t.locked
             );
-            for (k, o) in ch.overwrites.iter().enumerate() {
-                if k > 0 {
-                    out.push(',');
-                }
-                let _ = write!(
-                    out,
-                    "{{\"id\":\"{}\",\"type\":{},\"allow\":\"{}\",\"deny\":\"{}\"}}",
-                    o.id, o.kind, o.allow, o.deny
-                );
+            write_timestamp_ms(out, t.created_ms);
+            out.push('"');
+            if ch.kind == kind::PRIVATE_THREAD {
+                out.push_str(",\"invitable\":false");
             }
-            out.push(']');
+            out.push('}');
+            let parent_kind = ch.parent.map(|p| self.channels[p].kind);
+            if matches!(parent_kind, Some(kind::GUILD_FORUM | kind::GUILD_MEDIA)) {
+                out.push_str(",\"applied_tags\":[]");
+            }
+            out.push('}');
+            return;
         }
+        let _ = write!(
+            out,
+            ",\"position\":{},\"permission_overwrites\":[",
+            ch.position
+        );
+        for (k, o) in ch.overwrites.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            let _ = write!(
+                out,
+                "{{\"id\":\"{}\",\"type\":{},\"allow\":\"{}\",\"deny\":\"{}\"}}",
+                o.id, o.kind, o.allow, o.deny
+            );
+        }
+        out.push(']');
         if ch.kind != kind::GUILD_CATEGORY {
             out.push_str(",\"nsfw\":false");
         }
@@ -601,9 +1153,97 @@ impl Model {
                 out.push(',');
             }
             first = false;
-            self.write_channel(out, ch);
+            self.write_channel(out, ch, None);
         }
         out.push(']');
+    }
+
+    /// A thread listing: `{"threads": [...], "members": [...]}`, plus `has_more` when given.
+    /// `threads` holds channel indices with their current archive time; `members` has the bot's
+    /// thread member object for each thread it joined.
+    pub(crate) fn write_thread_list(
+        &self,
+        out: &mut String,
+        threads: &[(usize, Option<u64>)],
+        has_more: Option<bool>,
+    ) {
+        out.push_str("{\"threads\":[");
+        for (k, &(i, archived_ms)) in threads.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            self.write_channel(out, &self.channels[i], archived_ms);
+        }
+        out.push_str("],\"members\":[");
+        let mut first = true;
+        for &(i, _) in threads {
+            let ch = &self.channels[i];
+            let Some(t) = ch.thread.as_ref().filter(|t| t.joined) else {
+                continue;
+            };
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            let _ = write!(
+                out,
+                "{{\"id\":\"{}\",\"user_id\":\"{}\",\"join_timestamp\":\"",
+                ch.id, self.me.id
+            );
+            write_timestamp_ms(out, t.created_ms + 1_000);
+            out.push_str("\",\"flags\":0}");
+        }
+        out.push(']');
+        if let Some(more) = has_more {
+            let _ = write!(out, ",\"has_more\":{more}");
+        }
+        out.push('}');
+    }
+
+    fn write_role(&self, out: &mut String, r: &RoleModel) {
+        let _ = write!(out, "{{\"id\":\"{}\",\"name\":", r.id);
+        push_json_str(out, &r.name);
+        let _ = write!(
+            out,
+            ",\"description\":null,\"permissions\":\"{}\",\"position\":{},\"color\":0,\"colors\":{{\"primary_color\":0,\"secondary_color\":null,\"tertiary_color\":null}},\"hoist\":false,\"managed\":{},\"mentionable\":false,\"icon\":null,\"unicode_emoji\":null,\"flags\":0",
+            r.permissions,
+            r.position,
+            r.managed_by.is_some()
+        );
+        if let Some(bot) = r.managed_by {
+            let _ = write!(out, ",\"tags\":{{\"bot_id\":\"{bot}\"}}");
+        }
+        out.push('}');
+    }
+
+    /// `GET /guilds/{id}/roles` (and the guild object's `roles`).
+    pub(crate) fn write_roles(&self, out: &mut String) {
+        out.push('[');
+        for (k, r) in self.roles.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            self.write_role(out, r);
+        }
+        out.push(']');
+    }
+
+    /// `GET /guilds/{id}/members/{bot_user_id}`: the bot's member object.
+    pub(crate) fn write_bot_member(&self, out: &mut String) {
+        out.push_str("{\"avatar\":null,\"banner\":null,\"communication_disabled_until\":null,\"deaf\":false,\"flags\":0,\"joined_at\":\"");
+        write_timestamp_ms(out, self.joined_ms);
+        out.push_str(
+            "\",\"mute\":false,\"nick\":null,\"pending\":false,\"premium_since\":null,\"roles\":[",
+        );
+        for (k, id) in self.bot_role_ids().iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "\"{id}\"");
+        }
+        out.push_str("],\"unusual_dm_activity_until\":null,\"user\":");
+        out.push_str(&self.me.json);
+        out.push('}');
     }
 
     /// `GET /guilds/{id}`.
@@ -624,26 +1264,9 @@ impl Model {
                 .find(|c| c.kind == kind::GUILD_TEXT)
                 .map(|c| c.id),
         );
-        out.push_str(",\"widget_enabled\":false,\"widget_channel_id\":null,\"verification_level\":1,\"roles\":[");
-        for (k, r) in self.roles.iter().enumerate() {
-            if k > 0 {
-                out.push(',');
-            }
-            let _ = write!(
-                out,
-                "{{\"id\":\"{}\",\"name\":\"{}\",\"description\":null,\"permissions\":\"{}\",\"position\":{},\"color\":0,\"colors\":{{\"primary_color\":0,\"secondary_color\":null,\"tertiary_color\":null}},\"hoist\":false,\"managed\":{},\"mentionable\":false,\"icon\":null,\"unicode_emoji\":null,\"flags\":0",
-                r.id,
-                r.name,
-                r.permissions,
-                r.position,
-                r.managed_by.is_some()
-            );
-            if let Some(bot) = r.managed_by {
-                let _ = write!(out, ",\"tags\":{{\"bot_id\":\"{bot}\"}}");
-            }
-            out.push('}');
-        }
-        out.push_str("],\"default_message_notifications\":1,\"mfa_level\":0,\"explicit_content_filter\":2,\"max_presences\":null,\"max_members\":500000,\"max_stage_video_channel_users\":50,\"max_video_channel_users\":25,\"vanity_url_code\":null,\"premium_tier\":1,\"premium_subscription_count\":3,\"system_channel_flags\":0,\"preferred_locale\":\"en-US\",\"rules_channel_id\":null,\"safety_alerts_channel_id\":null,\"public_updates_channel_id\":null,\"hub_type\":null,\"premium_progress_bar_enabled\":false,\"latest_onboarding_question_id\":null,\"nsfw\":false,\"nsfw_level\":0,\"emojis\":[");
+        out.push_str(",\"widget_enabled\":false,\"widget_channel_id\":null,\"verification_level\":1,\"roles\":");
+        self.write_roles(out);
+        out.push_str(",\"default_message_notifications\":1,\"mfa_level\":0,\"explicit_content_filter\":2,\"max_presences\":null,\"max_members\":500000,\"max_stage_video_channel_users\":50,\"max_video_channel_users\":25,\"vanity_url_code\":null,\"premium_tier\":1,\"premium_subscription_count\":3,\"system_channel_flags\":0,\"preferred_locale\":\"en-US\",\"rules_channel_id\":null,\"safety_alerts_channel_id\":null,\"public_updates_channel_id\":null,\"hub_type\":null,\"premium_progress_bar_enabled\":false,\"latest_onboarding_question_id\":null,\"nsfw\":false,\"nsfw_level\":0,\"emojis\":[");
         for (k, (id, name, animated)) in self.custom_emojis.iter().enumerate() {
             if k > 0 {
                 out.push(',');
@@ -744,6 +1367,11 @@ impl Model {
             }
         }
         mentions.dedup();
+        // Without the Message Content intent, other users' messages come without content,
+        // embeds, attachments and components (the simulated bot writes none of the messages
+        // and is never mentioned, Discord's exceptions). The random draws are made all the
+        // same, so everything else is identical either way.
+        let redacted = !self.message_content;
 
         out.reserve(1024);
         let _ = write!(
@@ -751,7 +1379,7 @@ impl Model {
             "{{\"type\":{},\"content\":",
             plan.kind.message_type(plan.reply.is_some())
         );
-        push_json_str(out, &content);
+        push_json_str(out, if redacted { "" } else { &content });
         out.push_str(",\"mentions\":[");
         for (k, &u) in mentions.iter().enumerate() {
             if k > 0 {
@@ -760,17 +1388,25 @@ impl Model {
             out.push_str(&self.users[u].json);
         }
         out.push_str("],\"mention_roles\":[],\"attachments\":[");
+        let mut scratch = String::new();
+        let payload = if redacted { &mut scratch } else { &mut *out };
         for a in 0..plan.attachments {
             if a > 0 {
-                out.push(',');
+                payload.push(',');
             }
-            self.write_attachment(out, ch, ms, a, &mut rng);
+            self.write_attachment(payload, ch, ms, a, &mut rng);
         }
-        out.push_str("],\"embeds\":[");
+        let payload = if redacted { &mut scratch } else { &mut *out };
+        payload.push_str("],\"embeds\":[");
         match plan.embed {
             EmbedKind::None => {}
-            EmbedKind::Rich => write_rich_embed(out, ms, &mut rng),
-            EmbedKind::Article => write_article_embed(out, plan.content_seed % 100_000, &mut rng),
+            EmbedKind::Rich => write_rich_embed(payload, ms, &mut rng),
+            EmbedKind::Article => {
+                write_article_embed(payload, plan.content_seed % 100_000, &mut rng)
+            }
+        }
+        if redacted {
+            out.push_str("],\"embeds\":[");
         }
         out.push_str("],\"timestamp\":\"");
         write_timestamp_ms(out, ms);
@@ -1044,6 +1680,61 @@ struct Plan {
     pinned: bool,
     tts: bool,
     future_field: bool,
+}
+
+/// A channel's overwrites with real ids: the spec's, with its [`Access`] shorthand merged into
+/// the @everyone overwrite (which comes first, as Discord lists it).
+fn resolve_overwrites(
+    c: &ChannelSpec,
+    guild_id: u64,
+    roles: &[RoleModel],
+    users: &[UserModel],
+    me: u64,
+) -> Vec<Overwrite> {
+    let mut out: Vec<Overwrite> = Vec::with_capacity(c.overwrites.len() + 1);
+    let access_deny = match c.access {
+        Access::Readable => 0,
+        Access::NoAccess => VIEW_CHANNEL,
+        Access::NoHistory => READ_MESSAGE_HISTORY,
+    };
+    if access_deny != 0 {
+        out.push(Overwrite {
+            id: guild_id,
+            kind: 0,
+            allow: 0,
+            deny: access_deny,
+        });
+    }
+    for o in &c.overwrites {
+        let (id, kind) = match o.target {
+            OverwriteTarget::Everyone => (guild_id, 0),
+            OverwriteTarget::Role(r) => (roles[r + 1].id, 0),
+            OverwriteTarget::Bot => (me, 1),
+            OverwriteTarget::Human(h) => (users[h].id, 1),
+        };
+        match out.iter_mut().find(|x| x.id == id && x.kind == kind) {
+            Some(x) => {
+                x.allow |= o.allow;
+                x.deny |= o.deny;
+            }
+            None if o.target == OverwriteTarget::Everyone => out.insert(
+                0,
+                Overwrite {
+                    id,
+                    kind,
+                    allow: o.allow,
+                    deny: o.deny,
+                },
+            ),
+            None => out.push(Overwrite {
+                id,
+                kind,
+                allow: o.allow,
+                deny: o.deny,
+            }),
+        }
+    }
+    out
 }
 
 fn make_user(
@@ -1829,5 +2520,348 @@ mod tests {
             assert_eq!(m.timestamp.len(), "2024-05-01T12:34:56.789000+00:00".len());
             assert!(m.timestamp.ends_with("000+00:00"));
         }
+    }
+
+    fn by_name<'a>(model: &'a Model, name: &str) -> &'a ChannelModel {
+        model
+            .channels
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no channel {name}"))
+    }
+
+    #[test]
+    fn full_preset_has_every_kind_and_case() {
+        let spec = GuildSpec::full();
+        let model = Model::new(1, &spec);
+        let kinds: BTreeSet<u8> = model.channels.iter().map(|c| c.kind).collect();
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            [0, 2, 4, 5, 10, 11, 12, 13, 15, 16]
+        );
+        let names: BTreeSet<&str> = model.channels.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.len(), model.channels.len(), "names are unique");
+        let ids: BTreeSet<u64> = model.channels.iter().map(|c| c.id).collect();
+        assert_eq!(ids.len(), model.channels.len(), "ids are unique");
+
+        let readable: BTreeSet<&str> = model
+            .channels
+            .iter()
+            .filter(|c| c.readable())
+            .map(|c| c.name.as_str())
+            .collect();
+        let unreadable: BTreeSet<&str> = model
+            .channels
+            .iter()
+            .filter(|c| !c.readable())
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            unreadable,
+            [
+                "Information",
+                "Voice",
+                "forum",
+                "media",
+                "staff",
+                "no-history",
+                "locked-voice",
+                "dev-hidden",
+                "dev-active-hidden",
+                "staff-thread",
+                "staff-archive",
+                "no-history-thread",
+                "no-history-archive",
+            ]
+            .into_iter()
+            .collect()
+        );
+        for name in [
+            "announcements",
+            "general",
+            "dev",
+            "quiet",
+            "bot-corner",
+            "voice-chat",
+            "stage",
+            "release-notes-1",
+            "release-notes-2",
+            "help-wanted",
+            "moving-soon",
+            "old-topic-119",
+            "mods-only",
+            "mods-unjoined",
+            "private-active",
+            "dev-public",
+            "dev-joined",
+            "dev-active-joined",
+            "forum-post-3",
+            "forum-old-4",
+            "media-post-1",
+            "media-old-2",
+            "bot-corner-thread",
+        ] {
+            assert!(readable.contains(name), "{name}");
+        }
+        // Why: the reach of each permission case.
+        let reach = |n: &str| by_name(&model, n).reach();
+        assert_eq!(reach("staff"), Reach::Hidden);
+        assert_eq!(reach("no-history"), Reach::NoHistory);
+        assert_eq!(reach("locked-voice"), Reach::NoConnect);
+        assert_eq!(reach("dev-hidden"), Reach::Hidden);
+        assert_eq!(reach("no-history-thread"), Reach::NoHistory);
+        assert_eq!(
+            by_name(&model, "general").perms & MANAGE_THREADS,
+            MANAGE_THREADS
+        );
+        assert_eq!(by_name(&model, "dev").perms & MANAGE_THREADS, 0);
+        assert_eq!(by_name(&model, "stage").perms & CONNECT, CONNECT);
+        assert_eq!(
+            by_name(&model, "bot-corner").perms & VIEW_CHANNEL,
+            VIEW_CHANNEL
+        );
+
+        // Threads: parents, more than a page of archived ones in general, distinct archive
+        // times after the last message.
+        let general = by_name(&model, "general");
+        let archived_public_in_general = model
+            .channels
+            .iter()
+            .filter(|c| {
+                c.kind == kind::PUBLIC_THREAD
+                    && c.parent == Some(general.index)
+                    && c.thread.as_ref().unwrap().archived_ms.is_some()
+            })
+            .count();
+        assert!(archived_public_in_general > 100);
+        let mut times = BTreeSet::new();
+        for c in model.channels.iter().filter(|c| c.thread.is_some()) {
+            let t = c.thread.as_ref().unwrap();
+            assert_eq!(c.parent_id, Some(model.channels[c.parent.unwrap()].id));
+            assert!(snowflake_unix_ms(c.id) == t.created_ms);
+            if c.messages > 0 {
+                assert!(c.message_id(0) > c.id, "a thread predates its messages");
+            }
+            if let Some(at) = t.archived_ms {
+                assert!(times.insert(at), "archive times are distinct");
+                let last = c.last_message_id().map_or(t.created_ms, snowflake_unix_ms);
+                assert!(at > last && at <= model.latest_archive_ms);
+            }
+        }
+        let total: u64 = model.channels.iter().map(|c| c.messages).sum();
+        assert!((2_000..6_000).contains(&total), "{total} messages");
+    }
+
+    #[test]
+    fn full_large_is_large() {
+        let model = Model::new(1, &GuildSpec::full_large());
+        let readable: u64 = model
+            .channels
+            .iter()
+            .filter(|c| c.readable())
+            .map(|c| c.messages)
+            .sum();
+        assert!(
+            (195_000..=210_000).contains(&readable),
+            "{readable} readable messages"
+        );
+        let threads = model.channels.iter().filter(|c| c.thread.is_some()).count();
+        let channels = model.channels.len() - threads;
+        assert!(
+            channels >= 30 && threads >= 200,
+            "{channels} channels, {threads} threads"
+        );
+        for c in &model.channels {
+            if c.messages > 1 {
+                assert!(
+                    snowflake_unix_ms(c.message_id(c.messages - 1)) < LAST_MESSAGES_MS,
+                    "{}",
+                    c.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn access_knobs_become_everyone_overwrites() {
+        let mut spec = GuildSpec::test_small();
+        spec.channels[0] = ChannelSpec::text("merged", 5)
+            .with_access(Access::NoHistory)
+            .with_overwrite(OverwriteTarget::Everyone, CONNECT, 0)
+            .with_overwrite(OverwriteTarget::Role(0), 0, 0);
+        let model = Model::new(1, &spec);
+        let ch = &model.channels[0];
+        assert_eq!(
+            ch.overwrites,
+            [
+                Overwrite {
+                    id: model.guild_id,
+                    kind: 0,
+                    allow: CONNECT,
+                    deny: READ_MESSAGE_HISTORY
+                },
+                Overwrite {
+                    id: model.roles[1].id,
+                    kind: 0,
+                    allow: 0,
+                    deny: 0
+                }
+            ]
+        );
+        assert_eq!(ch.reach(), Reach::NoHistory);
+        assert_eq!(by_name(&model, "secret").reach(), Reach::Hidden);
+        assert_eq!(by_name(&model, "one").reach(), Reach::Readable);
+    }
+
+    #[test]
+    fn thread_objects_and_listings_are_well_formed() {
+        let model = Model::new(1, &GuildSpec::full());
+        let pick = |n: &str| by_name(&model, n).index;
+        let listed = [
+            (
+                pick("dev-joined"),
+                model.channels[pick("dev-joined")]
+                    .thread
+                    .as_ref()
+                    .unwrap()
+                    .archived_ms,
+            ),
+            (pick("help-wanted"), None),
+            (pick("forum-post-1"), None),
+        ];
+        let mut s = String::new();
+        model.write_thread_list(&mut s, &listed, Some(true));
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["has_more"], true);
+        let t = &v["threads"][0];
+        assert_eq!(t["type"], 12);
+        assert_eq!(t["parent_id"], by_name(&model, "dev").id.to_string());
+        assert_eq!(t["guild_id"], model.guild_id.to_string());
+        assert_eq!(t["thread_metadata"]["archived"], true);
+        assert_eq!(t["thread_metadata"]["invitable"], false);
+        assert_eq!(t["message_count"], 12);
+        assert!(t.get("permission_overwrites").is_none());
+        assert_eq!(v["threads"][1]["thread_metadata"]["archived"], false);
+        assert_eq!(
+            v["threads"][1]["thread_metadata"]["archive_timestamp"],
+            v["threads"][1]["thread_metadata"]["create_timestamp"]
+        );
+        assert_eq!(v["threads"][2]["applied_tags"], serde_json::json!([]));
+        // Only the joined thread has a member object.
+        assert_eq!(v["members"].as_array().unwrap().len(), 1);
+        assert_eq!(v["members"][0]["id"], t["id"]);
+        assert_eq!(v["members"][0]["user_id"], model.me.id.to_string());
+        let mut s = String::new();
+        model.write_thread_list(&mut s, &[], None);
+        assert_eq!(s, r#"{"threads":[],"members":[]}"#);
+
+        // The forum shows its newest post as last_message_id.
+        let mut s = String::new();
+        model.write_channel_list(&mut s, |_| false);
+        let list: serde_json::Value = serde_json::from_str(&s).unwrap();
+        let list = list.as_array().unwrap();
+        assert!(list
+            .iter()
+            .all(|c| ![10, 11, 12].contains(&c["type"].as_u64().unwrap())));
+        let forum = list.iter().find(|c| c["type"] == 15).unwrap();
+        let newest = model
+            .channels
+            .iter()
+            .filter(|c| c.parent == Some(pick("forum")))
+            .map(|c| c.id)
+            .max()
+            .unwrap();
+        assert_eq!(forum["last_message_id"], newest.to_string());
+        let bot_corner = list.iter().find(|c| c["name"] == "bot-corner").unwrap();
+        assert_eq!(
+            bot_corner["permission_overwrites"],
+            serde_json::json!([
+                {"id": model.guild_id.to_string(), "type": 0, "allow": "0", "deny": "1024"},
+                {"id": model.me.id.to_string(), "type": 1, "allow": "1024", "deny": "0"},
+                {"id": model.users[0].id.to_string(), "type": 1, "allow": "1024", "deny": "0"},
+            ])
+        );
+
+        let mut m = String::new();
+        model.write_bot_member(&mut m);
+        let v: serde_json::Value = serde_json::from_str(&m).unwrap();
+        assert_eq!(
+            v["roles"],
+            serde_json::json!([model.roles[1].id.to_string(), model.roles[2].id.to_string()])
+        );
+        assert_eq!(v["user"]["id"], model.me.id.to_string());
+    }
+
+    #[test]
+    fn without_message_content_only_payload_is_emptied() {
+        let mut model = Model::new(3, &GuildSpec::uniform(1, 2_000));
+        let ch = &model.channels[0];
+        let with: Vec<serde_json::Value> = (0..ch.messages)
+            .map(|i| serde_json::from_str(&message(&model, ch, i)).unwrap())
+            .collect();
+        model.message_content = false;
+        let ch = &model.channels[0];
+        for (i, mut full) in with.into_iter().enumerate() {
+            let v: serde_json::Value =
+                serde_json::from_str(&message(&model, ch, i as u64)).unwrap();
+            assert_eq!(v["content"], "");
+            assert_eq!(v["attachments"], serde_json::json!([]));
+            assert_eq!(v["embeds"], serde_json::json!([]));
+            assert_eq!(v["components"], serde_json::json!([]));
+            if let Some(r) = v.get("referenced_message").filter(|r| !r.is_null()) {
+                assert_eq!(r["content"], "");
+            }
+            // Everything else is as with the intent.
+            for k in [
+                "content",
+                "attachments",
+                "embeds",
+                "components",
+                "referenced_message",
+            ] {
+                if let Some(f) = full.get_mut(k) {
+                    *f = v[k].clone();
+                }
+            }
+            assert_eq!(v, full);
+        }
+    }
+
+    /// twilight-model 0.16 accepts the new shapes too.
+    #[test]
+    fn twilight_model_accepts_threads_roles_and_members() {
+        use twilight_model::channel::thread::ThreadsListing;
+        use twilight_model::channel::Channel;
+        use twilight_model::guild::{Guild, Member, Role};
+
+        let model = Model::new(1, &GuildSpec::full());
+        let mut s = String::new();
+        model.write_channel_list(&mut s, |_| false);
+        let channels: Vec<Channel> = serde_json::from_str(&s).unwrap();
+        assert!(channels
+            .iter()
+            .any(|c| c.kind == twilight_model::channel::ChannelType::GuildMedia));
+        let all: Vec<(usize, Option<u64>)> = model
+            .channels
+            .iter()
+            .filter_map(|c| Some((c.index, c.thread.as_ref()?.archived_ms)))
+            .collect();
+        let mut s = String::new();
+        model.write_thread_list(&mut s, &all, Some(false));
+        let listing: ThreadsListing = serde_json::from_str(&s).unwrap();
+        assert_eq!(listing.threads.len(), all.len());
+        assert!(listing.threads.iter().all(|t| t.thread_metadata.is_some()));
+        let mut s = String::new();
+        model.write_roles(&mut s);
+        let roles: Vec<Role> = serde_json::from_str(&s).unwrap();
+        assert_eq!(roles.len(), 4);
+        let mut s = String::new();
+        model.write_bot_member(&mut s);
+        let member: Member = serde_json::from_str(&s).unwrap();
+        assert_eq!(member.roles.len(), 2);
+        let mut g = String::new();
+        model.write_guild(&mut g);
+        let guild: Guild = serde_json::from_str(&g).unwrap();
+        assert_eq!(guild.roles.len(), 4);
     }
 }

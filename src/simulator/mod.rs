@@ -9,25 +9,41 @@
 //! |-------------|--------------------------------------------------------------------------|
 //! | `mod.rs`    | configuration, [`spawn`] and [`SimServer`]                              |
 //! | `cli.rs`    | `discord-archiver simulate`: [`SimulateArgs`] and [`run_cli`]            |
-//! | `state.rs`  | [`SimState`]: deletions, revocation, statistics and the request log      |
-//! | `data.rs`   | the seeded guild model and message JSON                                  |
+//! | `state.rs`  | [`SimState`]: deletions, archiving, revocation, statistics, the request log and ground truth |
+//! | `data.rs`   | the seeded guild model (channels, threads, roles, overwrites) and message JSON |
+//! | `perms.rs`  | permission bits and the bot's effective permissions (pure)               |
 //! | `routes.rs` | actix-web handlers, for the API and for `/_sim/` introspection           |
 //! | `limits.rs` | global sliding window and per-channel buckets, Discord's headers and 429s |
 //! | `faults.rs` | seeded fault injection                                                   |
 //! | `clock.rs`  | snowflakes and Discord's timestamp text                                  |
 //! | `rng.rs`    | splitmix64 hashing and PRNG                                              |
 //!
-//! Served routes (all need `Authorization: Bot <token>`): `GET /users/@me`, `GET /guilds/{id}`,
-//! `GET /guilds/{id}/channels`, `GET /channels/{id}`, `GET /channels/{id}/messages`.
+//! Served routes (all need `Authorization: Bot <token>`; every one is counted in
+//! [`SimStats::requests_by_route`] under `GET <template>` and logged):
+//! `GET /users/@me`, `GET /guilds/{id}` (with `owner_id` and `roles`), `GET /guilds/{id}/roles`,
+//! `GET /guilds/{id}/members/{user_id}` (the bot only; 404 `10007` otherwise),
+//! `GET /guilds/{id}/channels` (no threads), `GET /guilds/{id}/threads/active`,
+//! `GET /channels/{id}` (channels and threads), `GET /channels/{id}/messages`,
+//! `GET /channels/{id}/threads/archived/public?before=<ISO 8601>&limit=`,
+//! `GET /channels/{id}/threads/archived/private?before=<ISO 8601>&limit=` (Manage Threads, else
+//! 403 `50013`) and `GET /channels/{id}/users/@me/threads/archived/private?before=<id>&limit=`.
+//!
+//! The bot's effective permissions decide the answers: no View Channel → 403 `50001` (and absent
+//! from thread listings); voice or stage without Connect → 403 `50001` on messages; no Read
+//! Message History → `200 []` on messages and 403 `50001` on archived-thread listings.
+//!
 //! Introspection (no auth, no limits, not logged): `GET /_sim/stats`, `GET /_sim/truth/{channel}`,
-//! `GET /_sim/log`, `POST /_sim/revoke-token`, `POST /_sim/delete-message/{channel}/{message}`,
-//! `POST /_sim/delete-channel/{channel}`.
+//! `GET /_sim/log`, `GET /_sim/readable`, `POST /_sim/revoke-token`,
+//! `POST /_sim/delete-message/{channel}/{message}`, `POST /_sim/delete-channel/{channel}`,
+//! `POST /_sim/delete-channel-after/{channel}/{n}`, `POST /_sim/archive-thread/{thread}`,
+//! `POST /_sim/archive-after-active-listing/{thread}`.
 
 mod cli;
 mod clock;
 mod data;
 mod faults;
 mod limits;
+mod perms;
 mod rng;
 mod routes;
 mod state;
@@ -41,8 +57,11 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
 pub use cli::{run_cli, Preset, SimulateArgs};
-pub use data::{kind, Access, ChannelSpec, GuildSpec};
+pub use data::{
+    kind, Access, ChannelSpec, GuildSpec, OverwriteSpec, OverwriteTarget, RoleSpec, ThreadSpec,
+};
 pub use faults::{FaultKind, FaultSpec};
+pub use perms::permission;
 pub use state::{LoggedRequest, SimState, SimStats};
 
 /// Everything a simulator run is made of.
@@ -64,6 +83,10 @@ pub struct SimConfig {
     pub faults: FaultSpec,
     /// actix-web worker threads.
     pub workers: usize,
+    /// The bot has the Message Content privileged intent. Without it, other users' messages are
+    /// served (and [`SimState::truth`] reports them) with empty `content`, `embeds`,
+    /// `attachments` and `components`.
+    pub message_content_intent: bool,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -79,6 +102,7 @@ impl std::fmt::Debug for SimConfig {
             .field("latency", &self.latency)
             .field("faults", &self.faults)
             .field("workers", &self.workers)
+            .field("message_content_intent", &self.message_content_intent)
             .finish()
     }
 }
@@ -94,6 +118,7 @@ impl Default for SimConfig {
             latency: Duration::ZERO,
             faults: FaultSpec::default(),
             workers: 1,
+            message_content_intent: true,
         }
     }
 }
@@ -525,6 +550,235 @@ mod tests {
             204
         );
         assert_eq!(get(addr, &api("/users/@me")).status, 401);
+        server.stop();
+    }
+
+    #[test]
+    fn serves_guild_permissions_and_threads_over_http() {
+        let server = spawn(
+            SimConfig {
+                guild: GuildSpec::full(),
+                ..SimConfig::default()
+            },
+            0,
+        )
+        .unwrap();
+        let addr = server.addr();
+        let state = server.state().clone();
+        let gid = state.guild_id();
+        let bot = state.bot_user_id();
+        let id = |n: &str| state.channel_id_by_name(n).unwrap();
+        let api = |p: &str| format!("/api/v10{p}");
+        let names = |v: &serde_json::Value| -> Vec<String> {
+            let mut n: Vec<String> = v["threads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned())
+                .collect();
+            n.sort();
+            n
+        };
+
+        // Guild, roles, the bot's member object.
+        let guild = get(addr, &api(&format!("/guilds/{gid}"))).json();
+        assert!(guild["owner_id"].as_str().unwrap().parse::<u64>().unwrap() != bot);
+        let roles = get(addr, &api(&format!("/guilds/{gid}/roles"))).json();
+        assert_eq!(roles, guild["roles"]);
+        assert_eq!(roles[0]["id"], gid.to_string());
+        assert_eq!(roles[0]["name"], "@everyone");
+        assert_eq!(
+            roles[0]["permissions"],
+            permission::EVERYONE_DEFAULT.to_string()
+        );
+        assert_eq!(roles[2]["name"], "Archivist");
+        let member = get(addr, &api(&format!("/guilds/{gid}/members/{bot}"))).json();
+        assert_eq!(member["user"]["id"], bot.to_string());
+        assert_eq!(
+            member["roles"],
+            serde_json::json!([roles[1]["id"], roles[2]["id"]])
+        );
+        let r = get(addr, &api(&format!("/guilds/{gid}/members/{}", bot + 1)));
+        assert_eq!((r.status, r.json()["code"].as_u64()), (404, Some(10007)));
+        let r = get(addr, &api(&format!("/guilds/{gid}/members/me")));
+        assert_eq!((r.status, r.json()["code"].as_u64()), (400, Some(50035)));
+        let r = get(addr, &api(&format!("/guilds/{}/threads/active", gid + 1)));
+        assert_eq!((r.status, r.json()["code"].as_u64()), (404, Some(10004)));
+
+        // Channels: no threads in the list, overwrites and last_message_id as Discord has them.
+        let list = get(addr, &api(&format!("/guilds/{gid}/channels"))).json();
+        let list = list.as_array().unwrap();
+        assert_eq!(list.len(), 14);
+        let staff = list.iter().find(|c| c["name"] == "staff").unwrap();
+        assert_eq!(staff["permission_overwrites"][0]["deny"], "1024");
+        assert_eq!(staff["permission_overwrites"][1]["type"], 0);
+
+        // Active threads: visible ones only; the moving thread is archived right after.
+        state.archive_after_active_listing(id("moving-soon"));
+        let active = get(addr, &api(&format!("/guilds/{gid}/threads/active"))).json();
+        assert_eq!(
+            names(&active),
+            [
+                "dev-active-joined",
+                "forum-post-1",
+                "forum-post-2",
+                "forum-post-3",
+                "help-wanted",
+                "media-post-1",
+                "moving-soon",
+                "no-history-thread",
+                "private-active",
+                "release-notes-2",
+            ]
+        );
+        assert!(active.get("has_more").is_none());
+        assert_eq!(active["members"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            active["members"][0]["id"],
+            id("dev-active-joined").to_string()
+        );
+        let again = get(addr, &api(&format!("/guilds/{gid}/threads/active"))).json();
+        assert!(!names(&again).contains(&"moving-soon".to_owned()));
+
+        // Archived public threads, paged over HTTP with the raw timestamp as `before`.
+        let general = id("general");
+        let target = api(&format!(
+            "/channels/{general}/threads/archived/public?limit=100"
+        ));
+        let first = get(addr, &target).json();
+        assert_eq!(first["has_more"], true);
+        assert_eq!(first["threads"][0]["name"], "moving-soon");
+        let last = first["threads"][99]["thread_metadata"]["archive_timestamp"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(last.ends_with("+00:00"));
+        let second = get(addr, &format!("{target}&before={last}")).json();
+        assert_eq!(second["has_more"], false);
+        assert_eq!(second["threads"].as_array().unwrap().len(), 21);
+        let r = get(addr, &format!("{target}1"));
+        assert_eq!((r.status, r.json()["code"].as_u64()), (400, Some(50035)));
+        let dev = id("dev");
+        let r = get(
+            addr,
+            &api(&format!("/channels/{dev}/threads/archived/private")),
+        );
+        assert_eq!((r.status, r.json()["code"].as_u64()), (403, Some(50013)));
+        let joined = get(
+            addr,
+            &api(&format!(
+                "/channels/{dev}/users/@me/threads/archived/private?before={}",
+                u64::MAX
+            )),
+        )
+        .json();
+        assert_eq!(names(&joined), ["dev-joined"]);
+        let r = get(
+            addr,
+            &api(&format!(
+                "/channels/{}/threads/archived/public",
+                id("staff")
+            )),
+        );
+        assert_eq!((r.status, r.json()["code"].as_u64()), (403, Some(50001)));
+
+        // Messages: threads serve theirs; permissions decide the rest.
+        let thread = id("help-wanted");
+        let r = get(
+            addr,
+            &api(&format!("/channels/{thread}/messages?after=1&limit=100")),
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json().as_array().unwrap().len(), 40);
+        let r = get(addr, &api(&format!("/channels/{thread}")));
+        assert_eq!(r.json()["thread_metadata"]["archived"], false);
+        for (name, status) in [
+            ("staff", 403),
+            ("staff-thread", 403),
+            ("dev-hidden", 403),
+            ("locked-voice", 403),
+            ("no-history", 200),
+            ("no-history-thread", 200),
+            ("forum", 200),
+            ("dev-joined", 200),
+            ("stage", 200),
+        ] {
+            let r = get(addr, &api(&format!("/channels/{}/messages", id(name))));
+            assert_eq!(r.status, status, "{name}");
+            let empty = r.status == 200 && r.json().as_array().unwrap().is_empty();
+            let readable = state.readable_channels().contains(&id(name));
+            assert_eq!(r.status == 200 && !empty, readable, "{name}");
+        }
+        let r = get(addr, &api(&format!("/channels/{}", id("dev-hidden"))));
+        assert_eq!(r.status, 403);
+
+        // Introspection.
+        let readable = request(addr, "GET", "/_sim/readable", None).json();
+        let readable: Vec<u64> = readable
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(readable, state.readable_channels());
+        let r = request(
+            addr,
+            "POST",
+            &format!("/_sim/archive-thread/{thread}"),
+            None,
+        );
+        assert_eq!(r.status, 204);
+        assert_eq!(state.thread_archived(thread), Some(true));
+        let r = request(
+            addr,
+            "POST",
+            &format!("/_sim/archive-after-active-listing/{}", id("media-post-1")),
+            None,
+        );
+        assert_eq!(r.status, 204);
+        get(addr, &api(&format!("/guilds/{gid}/threads/active")));
+        assert_eq!(state.thread_archived(id("media-post-1")), Some(true));
+        let r = request(
+            addr,
+            "POST",
+            &format!("/_sim/delete-channel-after/{}/0", id("quiet")),
+            None,
+        );
+        assert_eq!(r.status, 204);
+        assert!(!state.readable_channels().contains(&id("quiet")));
+
+        // A channel deleted after its second messages request.
+        let doomed = id("dev-public");
+        state.delete_channel_after(doomed, 2);
+        let target = api(&format!("/channels/{doomed}/messages"));
+        assert_eq!(get(addr, &target).status, 200);
+        assert_eq!(get(addr, &target).status, 200);
+        assert_eq!(get(addr, &target).status, 404);
+
+        // Every route is counted under its name.
+        let by_route = state.stats().requests_by_route;
+        for route in [
+            "GET /guilds/{id}",
+            "GET /guilds/{id}/roles",
+            "GET /guilds/{id}/members/{user_id}",
+            "GET /guilds/{id}/channels",
+            "GET /guilds/{id}/threads/active",
+            "GET /channels/{id}",
+            "GET /channels/{id}/messages",
+            "GET /channels/{id}/threads/archived/public",
+            "GET /channels/{id}/threads/archived/private",
+            "GET /channels/{id}/users/@me/threads/archived/private",
+        ] {
+            assert!(
+                by_route.get(route).is_some_and(|&n| n > 0),
+                "{route}: {by_route:?}"
+            );
+        }
+        assert_eq!(by_route["GET /guilds/{id}/members/{user_id}"], 3);
+        assert_eq!(
+            state.request_log().len() as u64,
+            state.stats().requests_total
+        );
         server.stop();
     }
 

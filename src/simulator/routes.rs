@@ -17,9 +17,12 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use serde_json::json;
 
-use super::data::{kind, Access, Cursor};
+use super::clock::parse_iso8601_us;
+use super::data::{kind, Cursor};
 use super::faults::FaultKind;
 use super::limits::{body_429, BucketDecision, RateHeaders};
+use super::perms::permission::MANAGE_THREADS;
+use super::perms::Reach;
 use super::state::{Limited, Outcome, SimState};
 
 pub(crate) const API_PREFIX: &str = "/api/v10";
@@ -40,6 +43,19 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 "/delete-channel/{channel_id}",
                 web::post().to(sim_delete_channel),
             )
+            .route(
+                "/delete-channel-after/{channel_id}/{n_requests}",
+                web::post().to(sim_delete_channel_after),
+            )
+            .route(
+                "/archive-thread/{thread_id}",
+                web::post().to(sim_archive_thread),
+            )
+            .route(
+                "/archive-after-active-listing/{thread_id}",
+                web::post().to(sim_archive_after_active),
+            )
+            .route("/readable", web::get().to(sim_readable))
             .default_service(web::to(|| async { error(404, "404: Not Found", 0) })),
     )
     .default_service(web::to(api));
@@ -51,8 +67,15 @@ pub(crate) enum Route<'a> {
     Me,
     Guild(&'a str),
     GuildChannels(&'a str),
+    GuildRoles(&'a str),
+    /// `(guild, user)`.
+    GuildMember(&'a str, &'a str),
+    ActiveThreads(&'a str),
     Channel(&'a str),
     Messages(&'a str),
+    PublicArchivedThreads(&'a str),
+    PrivateArchivedThreads(&'a str),
+    JoinedPrivateArchivedThreads(&'a str),
     Unknown,
 }
 
@@ -66,8 +89,16 @@ impl<'a> Route<'a> {
             ["users", "@me"] => Route::Me,
             ["guilds", id] => Route::Guild(id),
             ["guilds", id, "channels"] => Route::GuildChannels(id),
+            ["guilds", id, "roles"] => Route::GuildRoles(id),
+            ["guilds", id, "members", user] => Route::GuildMember(id, user),
+            ["guilds", id, "threads", "active"] => Route::ActiveThreads(id),
             ["channels", id] => Route::Channel(id),
             ["channels", id, "messages"] => Route::Messages(id),
+            ["channels", id, "threads", "archived", "public"] => Route::PublicArchivedThreads(id),
+            ["channels", id, "threads", "archived", "private"] => Route::PrivateArchivedThreads(id),
+            ["channels", id, "users", "@me", "threads", "archived", "private"] => {
+                Route::JoinedPrivateArchivedThreads(id)
+            }
             _ => Route::Unknown,
         }
     }
@@ -78,8 +109,16 @@ impl<'a> Route<'a> {
             Route::Me => "/users/@me",
             Route::Guild(_) => "/guilds/{id}",
             Route::GuildChannels(_) => "/guilds/{id}/channels",
+            Route::GuildRoles(_) => "/guilds/{id}/roles",
+            Route::GuildMember(..) => "/guilds/{id}/members/{user_id}",
+            Route::ActiveThreads(_) => "/guilds/{id}/threads/active",
             Route::Channel(_) => "/channels/{id}",
             Route::Messages(_) => "/channels/{id}/messages",
+            Route::PublicArchivedThreads(_) => "/channels/{id}/threads/archived/public",
+            Route::PrivateArchivedThreads(_) => "/channels/{id}/threads/archived/private",
+            Route::JoinedPrivateArchivedThreads(_) => {
+                "/channels/{id}/users/@me/threads/archived/private"
+            }
             Route::Unknown => "(unknown)",
         }
     }
@@ -90,9 +129,34 @@ impl<'a> Route<'a> {
             Route::Me => "GET /users/@me",
             Route::Guild(_) => "GET /guilds/{id}",
             Route::GuildChannels(_) => "GET /guilds/{id}/channels",
+            Route::GuildRoles(_) => "GET /guilds/{id}/roles",
+            Route::GuildMember(..) => "GET /guilds/{id}/members/{user_id}",
+            Route::ActiveThreads(_) => "GET /guilds/{id}/threads/active",
             Route::Channel(_) => "GET /channels/{id}",
             Route::Messages(_) => "GET /channels/{id}/messages",
+            Route::PublicArchivedThreads(_) => "GET /channels/{id}/threads/archived/public",
+            Route::PrivateArchivedThreads(_) => "GET /channels/{id}/threads/archived/private",
+            Route::JoinedPrivateArchivedThreads(_) => {
+                "GET /channels/{id}/users/@me/threads/archived/private"
+            }
             Route::Unknown => "GET (unknown)",
+        }
+    }
+
+    /// The top-level resource: `("guild_id" | "channel_id", raw id)`.
+    fn major(&self) -> Option<(&'static str, &'a str)> {
+        match *self {
+            Route::Guild(id)
+            | Route::GuildChannels(id)
+            | Route::GuildRoles(id)
+            | Route::GuildMember(id, _)
+            | Route::ActiveThreads(id) => Some(("guild_id", id)),
+            Route::Channel(id)
+            | Route::Messages(id)
+            | Route::PublicArchivedThreads(id)
+            | Route::PrivateArchivedThreads(id)
+            | Route::JoinedPrivateArchivedThreads(id) => Some(("channel_id", id)),
+            Route::Me | Route::Unknown => None,
         }
     }
 }
@@ -243,39 +307,27 @@ fn injected(state: &SimState, route: Route<'_>, kind: FaultKind) -> Option<HttpR
 }
 
 fn major_id(route: Route<'_>) -> u64 {
-    match route {
-        Route::Guild(id) | Route::GuildChannels(id) | Route::Channel(id) | Route::Messages(id) => {
-            id.parse().unwrap_or(0)
-        }
-        Route::Me | Route::Unknown => 0,
-    }
+    route
+        .major()
+        .and_then(|(_, raw)| raw.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Answers a known GET route, its bucket included.
 fn route_answer(state: &SimState, route: Route<'_>, query: &str) -> Answer {
     // An id that is not a snowflake is a form error, before any bucket.
-    let id = match route {
-        Route::Guild(raw) | Route::GuildChannels(raw) => match raw.parse::<u64>() {
+    let id = match route.major() {
+        Some((field, raw)) => match raw.parse::<u64>() {
             Ok(id) => id,
             Err(_) => {
                 return Answer::plain(form_error(&[(
-                    "guild_id",
+                    field,
                     "NUMBER_TYPE_COERCE",
                     not_snowflake(raw),
                 )]))
             }
         },
-        Route::Channel(raw) | Route::Messages(raw) => match raw.parse::<u64>() {
-            Ok(id) => id,
-            Err(_) => {
-                return Answer::plain(form_error(&[(
-                    "channel_id",
-                    "NUMBER_TYPE_COERCE",
-                    not_snowflake(raw),
-                )]))
-            }
-        },
-        Route::Me | Route::Unknown => 0,
+        None => 0,
     };
     let is_messages = matches!(route, Route::Messages(_));
     let (decision, rate) =
@@ -296,13 +348,21 @@ fn route_answer(state: &SimState, route: Route<'_>, query: &str) -> Answer {
     }
 
     let model = &state.model;
+    let unknown_channel = || (404, error_body("Unknown Channel", 10003), 0);
+    let missing_access = || (403, error_body("Missing Access", 50001), 0);
     let (status, body, messages) = match route {
         Route::Me => {
             let mut out = String::with_capacity(512);
             model.write_me(&mut out);
             (200, out, 0)
         }
-        Route::Guild(_) | Route::GuildChannels(_) if id != model.guild_id => {
+        Route::Guild(_)
+        | Route::GuildChannels(_)
+        | Route::GuildRoles(_)
+        | Route::GuildMember(..)
+        | Route::ActiveThreads(_)
+            if id != model.guild_id =>
+        {
             (404, error_body("Unknown Guild", 10004), 0)
         }
         Route::Guild(_) => {
@@ -315,14 +375,42 @@ fn route_answer(state: &SimState, route: Route<'_>, query: &str) -> Answer {
             model.write_channel_list(&mut out, |i| state.is_gone(i));
             (200, out, 0)
         }
-        Route::Channel(_) => match state.live_channel(id) {
-            None => (404, error_body("Unknown Channel", 10003), 0),
-            Some(i) if model.channels[i].access == Access::NoAccess => {
-                (403, error_body("Missing Access", 50001), 0)
+        Route::GuildRoles(_) => {
+            let mut out = String::with_capacity(512 * model.roles.len() + 2);
+            model.write_roles(&mut out);
+            (200, out, 0)
+        }
+        Route::GuildMember(_, raw_user) => match raw_user.parse::<u64>() {
+            Err(_) => {
+                return Answer::plain(with_rate_resp(
+                    form_error(&[("user_id", "NUMBER_TYPE_COERCE", not_snowflake(raw_user))]),
+                    &rate,
+                ))
             }
+            Ok(user) if user == model.me.id => {
+                let mut out = String::with_capacity(1024);
+                model.write_bot_member(&mut out);
+                (200, out, 0)
+            }
+            Ok(_) => (404, error_body("Unknown Member", 10007), 0),
+        },
+        Route::ActiveThreads(_) => {
+            // Every active thread the bot can see, in the whole guild.
+            let active: Vec<(usize, Option<u64>)> = state
+                .live_threads()
+                .filter(|&(i, archived)| archived.is_none() && state.reach(i) != Reach::Hidden)
+                .collect();
+            let mut out = String::with_capacity(1024 * active.len() + 32);
+            model.write_thread_list(&mut out, &active, None);
+            state.after_active_listing();
+            (200, out, 0)
+        }
+        Route::Channel(_) => match state.live_channel(id) {
+            None => unknown_channel(),
+            Some(i) if state.reach(i) == Reach::Hidden => missing_access(),
             Some(i) => {
-                let mut out = String::with_capacity(512);
-                model.write_channel(&mut out, &model.channels[i]);
+                let mut out = String::with_capacity(1024);
+                model.write_channel(&mut out, &model.channels[i], state.archived_ms(i));
                 (200, out, 0)
             }
         },
@@ -331,28 +419,39 @@ fn route_answer(state: &SimState, route: Route<'_>, query: &str) -> Answer {
                 return Answer::plain(with_rate_resp(*response, &rate));
             }
             Ok((cursor, limit)) => match state.live_channel(id) {
-                None => (404, error_body("Unknown Channel", 10003), 0),
+                None => unknown_channel(),
                 Some(i) => {
                     let ch = &model.channels[i];
-                    match ch.access {
-                        Access::NoAccess => (403, error_body("Missing Access", 50001), 0),
+                    let answer = match state.reach(i) {
+                        Reach::Hidden | Reach::NoConnect => missing_access(),
                         // Without Read Message History, or in a channel kind without messages
-                        // (category, forum), Discord answers an empty list.
-                        Access::NoHistory => (200, "[]".to_owned(), 0),
-                        Access::Readable if !kind::has_messages(ch.kind) => {
+                        // (category, forum, media), Discord answers an empty list.
+                        Reach::NoHistory => (200, "[]".to_owned(), 0),
+                        Reach::Readable if !kind::has_messages(ch.kind) => {
                             (200, "[]".to_owned(), 0)
                         }
-                        Access::Readable => {
+                        Reach::Readable => {
                             let deleted = state.channels[i].deleted.read().unwrap();
                             let page = ch.page(cursor, limit, &deleted);
                             let mut out = String::with_capacity(page.len() * 1100 + 2);
                             model.write_page(&mut out, ch, &page, &deleted);
                             (200, out, page.len() as u64)
                         }
-                    }
+                    };
+                    state.count_messages_request(i);
+                    answer
                 }
             },
         },
+        Route::PublicArchivedThreads(_)
+        | Route::PrivateArchivedThreads(_)
+        | Route::JoinedPrivateArchivedThreads(_) => {
+            let by_id = matches!(route, Route::JoinedPrivateArchivedThreads(_));
+            match parse_threads_query(query, by_id) {
+                Err(response) => return Answer::plain(with_rate_resp(*response, &rate)),
+                Ok((before, limit)) => archived_threads(state, route, id, before, limit),
+            }
+        }
         Route::Unknown => (404, error_body("404: Not Found", 0), 0),
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -364,6 +463,154 @@ fn route_answer(state: &SimState, route: Route<'_>, query: &str) -> Answer {
     Answer { response, outcome }
 }
 
+/// The three archived-thread listings of channel `id`: `(status, body, 0)`.
+///
+/// Public and private listings are ordered by archive time, newest first, `before` being an
+/// exclusive bound in microseconds; the joined-private listing by thread id, newest first.
+/// All need View Channel and Read Message History in the channel (else 403 `50001`); the
+/// private one also Manage Threads (else 403 `50013`).
+fn archived_threads(
+    state: &SimState,
+    route: Route<'_>,
+    id: u64,
+    before: Option<u64>,
+    limit: usize,
+) -> (u16, String, u64) {
+    let model = &state.model;
+    let Some(parent) = state.live_channel(id) else {
+        return (404, error_body("Unknown Channel", 10003), 0);
+    };
+    let ch = &model.channels[parent];
+    match state.reach(parent) {
+        Reach::Readable => {}
+        Reach::Hidden | Reach::NoHistory | Reach::NoConnect => {
+            return (403, error_body("Missing Access", 50001), 0)
+        }
+    }
+    if !matches!(
+        ch.kind,
+        kind::GUILD_TEXT | kind::GUILD_ANNOUNCEMENT | kind::GUILD_FORUM | kind::GUILD_MEDIA
+    ) {
+        return (
+            400,
+            error_body("Cannot execute action on this channel type", 50024),
+            0,
+        );
+    }
+    let private = !matches!(route, Route::PublicArchivedThreads(_));
+    let joined_only = matches!(route, Route::JoinedPrivateArchivedThreads(_));
+    if matches!(route, Route::PrivateArchivedThreads(_)) && ch.perms & MANAGE_THREADS == 0 {
+        return (403, error_body("Missing Permissions", 50013), 0);
+    }
+    // (sort key, index, archive time), newest first.
+    let mut found: Vec<(u64, usize, u64)> = state
+        .live_threads()
+        .filter_map(|(i, archived)| {
+            let t = &model.channels[i];
+            let thread = t.thread.as_ref()?;
+            let archived = archived?;
+            let fits = t.parent == Some(parent)
+                && (t.kind == kind::PRIVATE_THREAD) == private
+                && (!joined_only || thread.joined);
+            let key = if joined_only { t.id } else { archived * 1000 };
+            (fits && before.is_none_or(|b| key < b)).then_some((key, i, archived))
+        })
+        .collect();
+    found.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    let has_more = found.len() > limit;
+    found.truncate(limit);
+    let page: Vec<(usize, Option<u64>)> = found.iter().map(|&(_, i, at)| (i, Some(at))).collect();
+    let mut out = String::with_capacity(1024 * page.len() + 48);
+    model.write_thread_list(&mut out, &page, Some(has_more));
+    (200, out, 0)
+}
+
+/// Parses `before`/`limit` of an archived-thread listing: `before` is an ISO 8601 timestamp
+/// (as microseconds) or, with `by_id`, a thread id; `limit` is 1–100, default 50.
+pub(crate) fn parse_threads_query(
+    query: &str,
+    by_id: bool,
+) -> Result<(Option<u64>, usize), Box<HttpResponse>> {
+    let mut limit = 50usize;
+    let mut before = None;
+    let mut problems: Vec<(&str, &str, String)> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "limit" => match parse_limit(value) {
+                Ok(n) => limit = n,
+                Err(problem) => problems.push(problem),
+            },
+            "before" if by_id => match value.parse::<u64>() {
+                Ok(id) => before = Some(id),
+                Err(_) => problems.push(("before", "NUMBER_TYPE_COERCE", not_snowflake(value))),
+            },
+            "before" => {
+                let text = percent_decode(value);
+                match parse_iso8601_us(&text) {
+                    Some(us) => before = Some(us),
+                    None => problems.push((
+                        "before",
+                        "DATE_TIME_TYPE_PARSE",
+                        format!("Could not parse {text}. Should be ISO8601."),
+                    )),
+                }
+            }
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok((before, limit))
+    } else {
+        Err(Box::new(form_error(&problems)))
+    }
+}
+
+/// A `limit` of 1–100, or the form error for it.
+fn parse_limit(value: &str) -> Result<usize, (&'static str, &'static str, String)> {
+    match value.parse::<i64>() {
+        Ok(n) if n < 1 => Err((
+            "limit",
+            "NUMBER_TYPE_MIN",
+            "int value should be greater than or equal to 1.".into(),
+        )),
+        Ok(n) if n > 100 => Err((
+            "limit",
+            "NUMBER_TYPE_MAX",
+            "int value should be less than or equal to 100.".into(),
+        )),
+        Ok(n) => Ok(n as usize),
+        Err(_) => Err((
+            "limit",
+            "NUMBER_TYPE_COERCE",
+            format!("Value \"{value}\" is not int."),
+        )),
+    }
+}
+
+/// Decodes `%XX` escapes; a `+` stays a `+` (clients send ISO 8601 offsets unescaped).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Parses `before`/`after`/`around`/`limit`, answering invalid ones with Discord's form errors.
 pub(crate) fn parse_messages_query(query: &str) -> Result<(Cursor, usize), Box<HttpResponse>> {
     let mut limit = 50usize;
@@ -372,23 +619,9 @@ pub(crate) fn parse_messages_query(query: &str) -> Result<(Cursor, usize), Box<H
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
-            "limit" => match value.parse::<i64>() {
-                Ok(n) if n < 1 => problems.push((
-                    "limit",
-                    "NUMBER_TYPE_MIN",
-                    "int value should be greater than or equal to 1.".into(),
-                )),
-                Ok(n) if n > 100 => problems.push((
-                    "limit",
-                    "NUMBER_TYPE_MAX",
-                    "int value should be less than or equal to 100.".into(),
-                )),
-                Ok(n) => limit = n as usize,
-                Err(_) => problems.push((
-                    "limit",
-                    "NUMBER_TYPE_COERCE",
-                    format!("Value \"{value}\" is not int."),
-                )),
+            "limit" => match parse_limit(value) {
+                Ok(n) => limit = n,
+                Err(problem) => problems.push(problem),
             },
             "before" | "after" | "around" => match value.parse::<u64>() {
                 Ok(id) => cursors.push((key, id)),
@@ -588,9 +821,44 @@ async fn sim_delete_channel(state: web::Data<SimState>, path: web::Path<u64>) ->
     HttpResponse::NoContent().finish()
 }
 
+async fn sim_delete_channel_after(
+    state: web::Data<SimState>,
+    path: web::Path<(u64, u64)>,
+) -> HttpResponse {
+    let (channel_id, n) = path.into_inner();
+    state.delete_channel_after(channel_id, n);
+    HttpResponse::NoContent().finish()
+}
+
+async fn sim_archive_thread(state: web::Data<SimState>, path: web::Path<u64>) -> HttpResponse {
+    state.archive_thread(path.into_inner());
+    HttpResponse::NoContent().finish()
+}
+
+async fn sim_archive_after_active(
+    state: web::Data<SimState>,
+    path: web::Path<u64>,
+) -> HttpResponse {
+    state.archive_after_active_listing(path.into_inner());
+    HttpResponse::NoContent().finish()
+}
+
+/// `GET /_sim/readable`: the ids (as strings) of [`SimState::readable_channels`].
+async fn sim_readable(state: web::Data<SimState>) -> HttpResponse {
+    let ids: Vec<String> = state
+        .readable_channels()
+        .iter()
+        .map(u64::to_string)
+        .collect();
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(serde_json::to_string(&ids).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn route_parsing() {
@@ -611,10 +879,48 @@ mod tests {
         );
         assert_eq!(Route::parse("/api/v9/users/@me"), Route::Unknown);
         assert_eq!(Route::parse("/api/v10"), Route::Unknown);
-        assert_eq!(
-            Route::parse("/api/v10/guilds/1/threads/active"),
-            Route::Unknown
-        );
+        for (path, route) in [
+            ("/api/v10/guilds/1/roles", Route::GuildRoles("1")),
+            ("/api/v10/guilds/1/members/2", Route::GuildMember("1", "2")),
+            (
+                "/api/v10/guilds/1/threads/active",
+                Route::ActiveThreads("1"),
+            ),
+            (
+                "/api/v10/channels/3/threads/archived/public",
+                Route::PublicArchivedThreads("3"),
+            ),
+            (
+                "/api/v10/channels/3/threads/archived/private",
+                Route::PrivateArchivedThreads("3"),
+            ),
+            (
+                "/api/v10/channels/3/users/@me/threads/archived/private",
+                Route::JoinedPrivateArchivedThreads("3"),
+            ),
+            ("/api/v10/guilds/1/members", Route::Unknown),
+            ("/api/v10/guilds/1/threads", Route::Unknown),
+            ("/api/v10/channels/3/threads/archived", Route::Unknown),
+            (
+                "/api/v10/channels/3/users/@me/threads/archived/public",
+                Route::Unknown,
+            ),
+        ] {
+            assert_eq!(Route::parse(path), route, "{path}");
+            if route != Route::Unknown {
+                assert_eq!(route.bucket_name(), format!("GET {}", route.template()));
+                assert_eq!(
+                    path.strip_prefix(API_PREFIX)
+                        .unwrap()
+                        .replace(['1', '3'], "{id}")
+                        .replace("/2", "/{user_id}"),
+                    route.template()
+                );
+            }
+        }
+        assert_eq!(major_id(Route::GuildMember("5", "6")), 5);
+        assert_eq!(major_id(Route::JoinedPrivateArchivedThreads("7")), 7);
+        assert_eq!(major_id(Route::Me), 0);
         assert_eq!(
             Route::Messages("1").bucket_name(),
             "GET /channels/{id}/messages"
@@ -659,6 +965,219 @@ mod tests {
         let v = body_of(*parse_messages_query("after=1&before=2").unwrap_err());
         assert_eq!(v["code"], 50035);
         assert!(v["errors"]["_errors"].is_array());
+    }
+
+    #[test]
+    fn threads_query() {
+        let ts = parse_iso8601_us("2024-05-01T12:34:56.789000+00:00").unwrap();
+        assert_eq!(parse_threads_query("", false).unwrap(), (None, 50));
+        assert_eq!(
+            parse_threads_query("before=2024-05-01T12:34:56.789000+00:00&limit=100", false)
+                .unwrap(),
+            (Some(ts), 100)
+        );
+        // Percent-encoded, or with the `+` form-decoded to a space upstream.
+        for q in [
+            "before=2024-05-01T12%3A34%3A56.789000%2B00%3A00",
+            "before=2024-05-01T12:34:56.789000%2000:00",
+            "before=2024-05-01T12:34:56.789Z",
+        ] {
+            assert_eq!(
+                parse_threads_query(q, false).unwrap(),
+                (Some(ts), 50),
+                "{q}"
+            );
+        }
+        assert_eq!(
+            parse_threads_query("before=123&limit=1", true).unwrap(),
+            (Some(123), 1)
+        );
+        for (q, by_id, field, code) in [
+            ("limit=101", false, "limit", "NUMBER_TYPE_MAX"),
+            ("limit=0", true, "limit", "NUMBER_TYPE_MIN"),
+            ("limit=x", false, "limit", "NUMBER_TYPE_COERCE"),
+            ("before=yesterday", false, "before", "DATE_TIME_TYPE_PARSE"),
+            ("before=123", false, "before", "DATE_TIME_TYPE_PARSE"),
+            (
+                "before=2024-05-01T12:34:56Z",
+                true,
+                "before",
+                "NUMBER_TYPE_COERCE",
+            ),
+        ] {
+            let v = body_of(*parse_threads_query(q, by_id).unwrap_err());
+            assert_eq!(v["code"], 50035, "{q}");
+            assert_eq!(v["errors"][field]["_errors"][0]["code"], code, "{q}: {v}");
+        }
+        assert_eq!(percent_decode("a%2Bb+c%zz%4"), "a+b+c%zz%4");
+    }
+
+    /// Pages an archived-thread listing the way the archiver does: `before` = the last
+    /// thread's `archive_timestamp` (or id), until `has_more` is false.
+    fn page_all(
+        state: &SimState,
+        route: Route<'_>,
+        channel: u64,
+        limit: usize,
+    ) -> (Vec<(String, String)>, usize) {
+        let by_id = matches!(route, Route::JoinedPrivateArchivedThreads(_));
+        let mut before: Option<u64> = None;
+        let mut out = Vec::new();
+        let mut pages = 0;
+        loop {
+            let (status, body, _) = archived_threads(state, route, channel, before, limit);
+            assert_eq!(status, 200, "{body}");
+            pages += 1;
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let threads = v["threads"].as_array().unwrap();
+            assert!(threads.len() <= limit);
+            for t in threads {
+                let at = t["thread_metadata"]["archive_timestamp"].as_str().unwrap();
+                assert_eq!(t["thread_metadata"]["archived"], true);
+                out.push((t["name"].as_str().unwrap().to_owned(), at.to_owned()));
+            }
+            if v["has_more"] == false {
+                return (out, pages);
+            }
+            let last = threads.last().unwrap();
+            before = Some(if by_id {
+                last["id"].as_str().unwrap().parse().unwrap()
+            } else {
+                parse_iso8601_us(
+                    last["thread_metadata"]["archive_timestamp"]
+                        .as_str()
+                        .unwrap(),
+                )
+                .unwrap()
+            });
+        }
+    }
+
+    #[test]
+    fn archived_thread_listings_page_and_check_permissions() {
+        use crate::simulator::{GuildSpec, SimConfig};
+        let state = SimState::new(&SimConfig {
+            guild: GuildSpec::full(),
+            ..SimConfig::default()
+        });
+        let id = |n: &str| state.channel_id_by_name(n).unwrap();
+        let general = id("general");
+
+        // 120 archived public threads: two pages of 100, newest archive first, each once.
+        let (threads, pages) = page_all(&state, Route::PublicArchivedThreads("_"), general, 100);
+        assert_eq!((threads.len(), pages), (120, 2));
+        let times: Vec<u64> = threads
+            .iter()
+            .map(|(_, at)| parse_iso8601_us(at).unwrap())
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] > w[1]), "newest first");
+        let names: BTreeSet<&str> = threads.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), 120);
+        assert!(names.iter().all(|n| n.starts_with("old-topic-")));
+        // The same with small pages.
+        let (small, pages) = page_all(&state, Route::PublicArchivedThreads("_"), general, 7);
+        assert_eq!((small, pages), (threads.clone(), 18));
+        // The first page says there is more; a page past the end is empty.
+        let (_, body, _) = archived_threads(
+            &state,
+            Route::PublicArchivedThreads("_"),
+            general,
+            None,
+            100,
+        );
+        assert!(body.ends_with(",\"has_more\":true}"));
+        let (_, body, _) = archived_threads(
+            &state,
+            Route::PublicArchivedThreads("_"),
+            general,
+            Some(times[119]),
+            100,
+        );
+        assert_eq!(body, r#"{"threads":[],"members":[],"has_more":false}"#);
+
+        // Private threads: all of them with Manage Threads (general), only the joined ones
+        // through the joined listing; without Manage Threads (dev), 403 50013.
+        let names = |route, ch, limit| -> Vec<String> {
+            let mut v: Vec<String> = page_all(&state, route, ch, limit)
+                .0
+                .into_iter()
+                .map(|t| t.0)
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            names(Route::PrivateArchivedThreads("_"), general, 1),
+            ["mods-only", "mods-unjoined"]
+        );
+        assert_eq!(
+            names(Route::JoinedPrivateArchivedThreads("_"), general, 100),
+            ["mods-only"]
+        );
+        let dev = id("dev");
+        let (status, body, _) =
+            archived_threads(&state, Route::PrivateArchivedThreads("_"), dev, None, 50);
+        assert_eq!(
+            (status, body.as_str()),
+            (403, r#"{"message": "Missing Permissions", "code": 50013}"#)
+        );
+        assert_eq!(
+            names(Route::JoinedPrivateArchivedThreads("_"), dev, 1),
+            ["dev-joined"]
+        );
+        assert_eq!(
+            names(Route::PublicArchivedThreads("_"), dev, 100),
+            ["dev-public"]
+        );
+        // Announcement threads, forum and media posts.
+        assert_eq!(
+            names(Route::PublicArchivedThreads("_"), id("announcements"), 100),
+            ["release-notes-1"]
+        );
+        assert_eq!(
+            names(Route::PublicArchivedThreads("_"), id("forum"), 2).len(),
+            4
+        );
+        assert_eq!(
+            names(Route::PublicArchivedThreads("_"), id("media"), 100),
+            ["media-old-1", "media-old-2"]
+        );
+        assert!(names(Route::PrivateArchivedThreads("_"), id("forum"), 100).is_empty());
+
+        // No View Channel, no Read Message History: 403 50001; not a thread parent: 400; unknown: 404.
+        for (name, status, code) in [
+            ("staff", 403, 50001),
+            ("no-history", 403, 50001),
+            ("voice-chat", 400, 50024),
+            ("Information", 400, 50024),
+        ] {
+            for route in [
+                Route::PublicArchivedThreads("_"),
+                Route::PrivateArchivedThreads("_"),
+                Route::JoinedPrivateArchivedThreads("_"),
+            ] {
+                let (s, body, _) = archived_threads(&state, route, id(name), None, 50);
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(
+                    (s, v["code"].as_u64().unwrap()),
+                    (status, code),
+                    "{name} {route:?}"
+                );
+            }
+        }
+        let (s, _, _) = archived_threads(&state, Route::PublicArchivedThreads("_"), 42, None, 50);
+        assert_eq!(s, 404);
+
+        // A thread archived at run time is the newest archive; a deleted parent is unknown.
+        let moving = id("moving-soon");
+        state.archive_thread(moving);
+        let (after, _) = page_all(&state, Route::PublicArchivedThreads("_"), general, 100);
+        assert_eq!(after.len(), 121);
+        assert_eq!(after[0].0, "moving-soon");
+        state.delete_channel(general);
+        let (s, _, _) =
+            archived_threads(&state, Route::PublicArchivedThreads("_"), general, None, 50);
+        assert_eq!(s, 404);
     }
 
     #[test]

@@ -1,15 +1,16 @@
 //! The server's shared state: the model, deletions, revocation, limits, faults, statistics and the log.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::data::Model;
+use super::data::{kind, Model};
 use super::faults::{FaultKind, FaultSpec, Faults};
 use super::limits::Limits;
+use super::perms::Reach;
 use super::SimConfig;
 
 /// The request log keeps at most this many entries (about 150 MB); statistics count everything.
@@ -57,6 +58,13 @@ pub(crate) struct ChannelState {
     pub(crate) deleted: RwLock<BTreeSet<u64>>,
     /// Set by `delete_channel`; never cleared.
     pub(crate) gone: AtomicBool,
+    /// Threads archived at run time (`archive_thread`): the archive time in Unix ms; 0 = as
+    /// the spec says.
+    archived_at: AtomicU64,
+    /// Answered `GET /channels/{id}/messages` requests, counted for `delete_channel_after`.
+    message_requests: AtomicU64,
+    /// `delete_channel_after`: the channel goes after this many messages requests; 0 = never.
+    delete_after: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +85,11 @@ pub struct SimState {
     pub(crate) latency: Duration,
     started: Instant,
     metrics: Mutex<Metrics>,
+    /// Threads to archive right after the next `GET /guilds/{id}/threads/active` answer
+    /// (`archive_after_active_listing`); drained by that answer.
+    archive_after_active: Mutex<Vec<u64>>,
+    /// How many threads were archived at run time (each gets its own, later, archive time).
+    runtime_archives: AtomicU64,
 }
 
 impl std::fmt::Debug for SimState {
@@ -91,7 +104,8 @@ impl std::fmt::Debug for SimState {
 
 impl SimState {
     pub(crate) fn new(config: &SimConfig) -> Self {
-        let model = Model::new(config.seed, &config.guild);
+        let mut model = Model::new(config.seed, &config.guild);
+        model.message_content = config.message_content_intent;
         let channels = model
             .channels
             .iter()
@@ -107,6 +121,8 @@ impl SimState {
             latency: config.latency,
             started: Instant::now(),
             metrics: Mutex::new(Metrics::default()),
+            archive_after_active: Mutex::new(Vec::new()),
+            runtime_archives: AtomicU64::new(0),
         }
     }
 
@@ -161,10 +177,145 @@ impl SimState {
     }
 
     /// Deletes a channel: afterwards it answers 404 `{"code": 10003}` and leaves the channel list.
+    /// Its threads go with it, as on Discord.
     pub fn delete_channel(&self, channel_id: u64) {
         if let Some(index) = self.model.channel_index(channel_id) {
             self.channels[index].gone.store(true, Ordering::SeqCst);
+            for ch in &self.model.channels {
+                if ch.thread.is_some() && ch.parent == Some(index) {
+                    self.channels[ch.index].gone.store(true, Ordering::SeqCst);
+                }
+            }
         }
+    }
+
+    /// Deletes the channel (or thread) right after its `n_requests`-th answered
+    /// `GET /channels/{id}/messages` request (counting from its first, including those before
+    /// this call); that request itself is answered normally. 0 deletes it at once.
+    pub fn delete_channel_after(&self, channel_id: u64, n_requests: u64) {
+        let Some(index) = self.model.channel_index(channel_id) else {
+            return;
+        };
+        let state = &self.channels[index];
+        if n_requests == 0 || state.message_requests.load(Ordering::SeqCst) >= n_requests {
+            self.delete_channel(channel_id);
+        } else {
+            state.delete_after.store(n_requests, Ordering::SeqCst);
+        }
+    }
+
+    /// Counts an answered messages request of a live channel, deleting it when
+    /// `delete_channel_after` says so.
+    pub(crate) fn count_messages_request(&self, index: usize) {
+        let state = &self.channels[index];
+        let n = state.message_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let after = state.delete_after.load(Ordering::SeqCst);
+        if after != 0 && n >= after {
+            self.delete_channel(self.model.channels[index].id);
+        }
+    }
+
+    /// The channels and threads whose messages the bot can read, in spec order (deleted ones
+    /// left out): what a perfect archiver archives. A channel qualifies when its kind holds
+    /// messages and the bot has View Channel and Read Message History there (plus Connect in
+    /// voice and stage channels; a private thread also needs the bot to have joined it or to
+    /// have Manage Threads). Threads take their parent's permissions.
+    pub fn readable_channels(&self) -> Vec<u64> {
+        self.model
+            .channels
+            .iter()
+            .filter(|c| c.readable() && !self.is_gone(c.index))
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// Every thread id (types 10, 11, 12), in spec order (deleted ones included).
+    pub fn thread_ids(&self) -> Vec<u64> {
+        self.model
+            .channels
+            .iter()
+            .filter(|c| c.thread.is_some())
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// A channel's or thread's Discord type (deleted ones included).
+    pub fn channel_kind(&self, id: u64) -> Option<u8> {
+        self.model
+            .channel_index(id)
+            .map(|i| self.model.channels[i].kind)
+    }
+
+    /// The bot's effective permissions in a channel (a thread's are its parent's).
+    pub fn permissions(&self, id: u64) -> Option<u64> {
+        self.model
+            .channel_index(id)
+            .map(|i| self.model.channels[i].perms)
+    }
+
+    /// Whether a thread is archived now; `None` for unknown ids and non-threads.
+    pub fn thread_archived(&self, thread_id: u64) -> Option<bool> {
+        let i = self.model.channel_index(thread_id)?;
+        self.model.channels[i].thread.as_ref()?;
+        Some(self.archived_ms(i).is_some())
+    }
+
+    /// Archives an active thread now: it leaves `/threads/active` and becomes the newest entry
+    /// of its parent's archived listing. Unknown ids, non-threads and archived threads are
+    /// ignored.
+    pub fn archive_thread(&self, thread_id: u64) {
+        let Some(i) = self.model.channel_index(thread_id) else {
+            return;
+        };
+        if self.model.channels[i].thread.is_none() || self.archived_ms(i).is_some() {
+            return;
+        }
+        let n = self.runtime_archives.fetch_add(1, Ordering::SeqCst) + 1;
+        let at = self.model.latest_archive_ms + 60_000 * n;
+        let _ = self.channels[i].archived_at.compare_exchange(
+            0,
+            at,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// Archives `thread_id` right after the next `GET /guilds/{id}/threads/active` is answered:
+    /// that listing shows it active, the archived listings asked afterwards show it archived,
+    /// so an archiver sees it twice and must de-duplicate.
+    pub fn archive_after_active_listing(&self, thread_id: u64) {
+        self.archive_after_active.lock().unwrap().push(thread_id);
+    }
+
+    /// Called after an active-thread listing was written.
+    pub(crate) fn after_active_listing(&self) {
+        let pending = std::mem::take(&mut *self.archive_after_active.lock().unwrap());
+        for id in pending {
+            self.archive_thread(id);
+        }
+    }
+
+    /// A thread's current archive time (`None`: active, or not a thread).
+    pub(crate) fn archived_ms(&self, index: usize) -> Option<u64> {
+        let t = self.model.channels[index].thread.as_ref()?;
+        match self.channels[index].archived_at.load(Ordering::SeqCst) {
+            0 => t.archived_ms,
+            at => Some(at),
+        }
+    }
+
+    /// The bot's reach in a channel.
+    pub(crate) fn reach(&self, index: usize) -> Reach {
+        self.model.channels[index].reach()
+    }
+
+    /// The live threads of the guild, with their archive time, in spec order.
+    pub(crate) fn live_threads(&self) -> impl Iterator<Item = (usize, Option<u64>)> + '_ {
+        self.model
+            .channels
+            .iter()
+            .filter(|c| kind::is_thread(c.kind) && !self.is_gone(c.index))
+            .map(|c| (c.index, self.archived_ms(c.index)))
     }
 
     pub fn revoke_token(&self) {
@@ -354,5 +505,116 @@ mod tests {
         assert_eq!(log[1].status, 429);
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["requests_by_route"]["GET /users/@me"], 1);
+    }
+
+    fn full() -> SimState {
+        SimState::new(&SimConfig {
+            guild: GuildSpec::full(),
+            ..SimConfig::default()
+        })
+    }
+
+    #[test]
+    fn ground_truth_of_the_full_preset() {
+        let state = full();
+        let id = |n: &str| state.channel_id_by_name(n).unwrap();
+        let readable = state.readable_channels();
+        let threads = state.thread_ids();
+        assert_eq!(threads.len(), 147);
+        assert!(readable.contains(&id("general")));
+        assert!(readable.contains(&id("dev-joined")));
+        assert!(!readable.contains(&id("dev-hidden")));
+        assert!(!readable.contains(&id("forum")));
+        assert_eq!(state.channel_kind(id("forum")), Some(15));
+        assert_eq!(state.channel_kind(id("media-old-1")), Some(11));
+        assert_eq!(state.channel_kind(1), None);
+        assert_eq!(
+            state.permissions(id("dev-joined")),
+            state.permissions(id("dev"))
+        );
+        // Threads have their truth like channels.
+        let t = state.truth(id("help-wanted"));
+        assert_eq!(t.len(), 40);
+        assert!(t[0]
+            .1
+            .contains(&format!("\"channel_id\":\"{}\"", id("help-wanted"))));
+
+        // Deleting a channel takes its threads along.
+        let before = readable.len();
+        state.delete_channel(id("dev"));
+        let after = state.readable_channels();
+        assert_eq!(
+            after.len(),
+            before - 4,
+            "dev, dev-public, dev-joined, dev-active-joined"
+        );
+        assert!(state.truth(id("dev-joined")).is_empty());
+        assert_eq!(state.thread_ids().len(), 147);
+    }
+
+    #[test]
+    fn archiving_threads_at_run_time() {
+        let state = full();
+        let moving = state.channel_id_by_name("moving-soon").unwrap();
+        let help = state.channel_id_by_name("help-wanted").unwrap();
+        let old = state.channel_id_by_name("old-topic-005").unwrap();
+        assert_eq!(state.thread_archived(moving), Some(false));
+        assert_eq!(state.thread_archived(old), Some(true));
+        assert_eq!(state.thread_archived(state.guild_id()), None);
+        state.archive_after_active_listing(moving);
+        assert_eq!(state.thread_archived(moving), Some(false));
+        state.after_active_listing();
+        assert_eq!(state.thread_archived(moving), Some(true));
+        state.after_active_listing(); // drained: nothing more
+        assert_eq!(state.thread_archived(help), Some(false));
+        state.archive_thread(help);
+        state.archive_thread(old); // already archived: unchanged
+        let index = |id| state.model.channel_index(id).unwrap();
+        let (m, h) = (
+            state.archived_ms(index(moving)).unwrap(),
+            state.archived_ms(index(help)).unwrap(),
+        );
+        assert!(m > state.model.latest_archive_ms && h > m);
+        assert!(state.archived_ms(index(old)).unwrap() <= state.model.latest_archive_ms);
+    }
+
+    #[test]
+    fn delete_channel_after_n_requests() {
+        let state = SimState::new(&SimConfig::default());
+        let id = state.channel_id_by_name("hundred").unwrap();
+        let i = state.model.channel_index(id).unwrap();
+        state.delete_channel_after(id, 2);
+        state.count_messages_request(i);
+        assert!(state.live_channel(id).is_some());
+        state.count_messages_request(i);
+        assert!(state.live_channel(id).is_none());
+        // Already past n: at once.
+        let other = state.channel_id_by_name("one").unwrap();
+        state.count_messages_request(state.model.channel_index(other).unwrap());
+        state.delete_channel_after(other, 1);
+        assert!(state.live_channel(other).is_none());
+        state.delete_channel_after(12345, 1); // unknown: ignored
+    }
+
+    #[test]
+    fn truth_follows_the_message_content_intent() {
+        let state = SimState::new(&SimConfig {
+            message_content_intent: false,
+            ..SimConfig::default()
+        });
+        let id = state.channel_id_by_name("two-fifty").unwrap();
+        let truth = state.truth(id);
+        assert_eq!(truth.len(), 250);
+        for (_, json) in &truth {
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(v["content"], "");
+            assert_eq!(v["attachments"].as_array().unwrap().len(), 0);
+        }
+        let with = SimState::new(&SimConfig::default()).truth(id);
+        assert_eq!(
+            truth.iter().map(|t| t.0).collect::<Vec<_>>(),
+            with.iter().map(|t| t.0).collect::<Vec<_>>()
+        );
+        assert_ne!(truth, with);
     }
 }

@@ -43,7 +43,7 @@ pub enum StorageError {
     NewerSchema { path: PathBuf, version: String },
     #[error("{path}: another discord-archiver is writing to this archive; wait for it to finish or use another --db")]
     Locked { path: PathBuf },
-    #[error("{path}: {context}: {source}")]
+    #[error("{path}: {context}: {source}{}", disk_hint(&source.to_string()))]
     Sqlite {
         path: PathBuf,
         context: &'static str,
@@ -54,7 +54,7 @@ pub enum StorageError {
         path: PathBuf,
         source: diesel::ConnectionError,
     },
-    #[error("{path}: database migration failed: {message}")]
+    #[error("{path}: database migration failed: {message}{}", disk_hint(message))]
     Migration { path: PathBuf, message: String },
     #[error("the archive was already closed")]
     Closed,
@@ -72,6 +72,16 @@ impl StorageError {
     /// Whether the error says the disk (or SQLite's page budget) is full.
     pub fn is_disk_full(&self) -> bool {
         matches!(self, StorageError::Sqlite { source, .. } if is_full(source))
+    }
+}
+
+/// SQLite says "disk I/O error" when it cannot even grow its shared-memory file on a full disk
+/// (and "database or disk is full" when a page write fails): say what to do in both cases.
+fn disk_hint(text: &str) -> &'static str {
+    if text.contains("disk is full") || text.contains("disk I/O error") {
+        " (is the disk full, or the file system read-only? Free some space, or choose another --db)"
+    } else {
+        ""
     }
 }
 
@@ -269,6 +279,15 @@ pub fn open_ro(path: &Path) -> Result<SqliteConnection, StorageError> {
         }
         Found::Sqlite => {}
     }
+    // A read-only connection to a database in WAL mode creates `-wal` and `-shm` files next to
+    // it and, unable to checkpoint, leaves them there. So the file is judged first through an
+    // immutable connection, which reads the main file alone and creates nothing: exact while
+    // no `-wal` exists (nothing can be in a WAL then). A file that is not ours is refused
+    // without a trace; only our own archives get the ordinary connection.
+    if !sibling(path, "-wal").exists() {
+        let mut probe = connect(&file_uri(path, "mode=ro&immutable=1"), path)?;
+        check_ours(&mut probe, path)?;
+    }
     let mut conn = connect(&read_only_uri(path), path)?;
     check_ours(&mut conn, path)?;
     conn.batch_execute("PRAGMA busy_timeout = 10000;")
@@ -276,8 +295,19 @@ pub fn open_ro(path: &Path) -> Result<SqliteConnection, StorageError> {
     Ok(conn)
 }
 
+/// `archive.db` → `archive.db-wal` (SQLite's naming of its side files).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// A `file:` URI that opens the path read-only; `?`, `#` and `%` would otherwise be URI syntax.
 fn read_only_uri(path: &Path) -> String {
+    file_uri(path, "mode=ro")
+}
+
+fn file_uri(path: &Path, query: &str) -> String {
     let mut uri = String::from("file:");
     for c in path.to_string_lossy().chars() {
         match c {
@@ -287,7 +317,8 @@ fn read_only_uri(path: &Path) -> String {
             c => uri.push(c),
         }
     }
-    uri.push_str("?mode=ro");
+    uri.push('?');
+    uri.push_str(query);
     uri
 }
 
@@ -369,6 +400,72 @@ mod tests {
         assert!(err.to_string().contains("users"));
         assert_eq!(std::fs::read(&other).unwrap(), before);
         assert!(matches!(open_ro(&other), Err(StorageError::NotOurs { .. })));
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn reading_a_foreign_wal_database_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        {
+            let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            conn.batch_execute(
+                "PRAGMA journal_mode = WAL; CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('x');",
+            )
+            .unwrap();
+        }
+        assert_eq!(listing(dir.path()), ["other.db"]);
+        let before = std::fs::read(&path).unwrap();
+        let Err(err) = open_ro(&path) else {
+            panic!("a foreign database was opened")
+        };
+        assert!(matches!(err, StorageError::NotOurs { .. }), "{err}");
+        assert_eq!(listing(dir.path()), ["other.db"], "no -wal or -shm left");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert!(matches!(open_rw(&path), Err(StorageError::NotOurs { .. })));
+        assert_eq!(listing(dir.path()), ["other.db"]);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn our_archive_is_still_read_while_it_has_a_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let mut writer = open_rw(&path).unwrap();
+        writer
+            .conn
+            .batch_execute("INSERT INTO archive_meta (key, value) VALUES ('probe', 'in the wal');")
+            .unwrap();
+        // The writer is still open: the row lives in the -wal, and the reader must see it.
+        let mut reader = open_ro(&path).unwrap();
+        assert_eq!(
+            queries::meta_value(&mut reader, "probe")
+                .unwrap()
+                .as_deref(),
+            Some("in the wal")
+        );
+    }
+
+    #[test]
+    fn disk_errors_say_what_to_do() {
+        let err = StorageError::Migration {
+            path: PathBuf::from("a.db"),
+            message: "disk I/O error".into(),
+        };
+        assert!(err.to_string().contains("is the disk full"), "{err}");
+        let err = StorageError::Migration {
+            path: PathBuf::from("a.db"),
+            message: "no such table: x".into(),
+        };
+        assert!(!err.to_string().contains("disk"), "{err}");
     }
 
     #[test]

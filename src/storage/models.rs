@@ -1,31 +1,32 @@
 //! Rows as diesel reads and writes them.
 
-use super::schema::{channels, checkpoints, messages};
+use super::schema::{channels, checkpoints, fetch_slices, messages};
 use diesel::prelude::*;
 
-/// One message row, borrowing from the batch that carries it: no copy on the way to SQLite.
+/// One message row, owned: diesel caches a multi-row INSERT's prepared statement only for
+/// arrays of `'static` rows, and a page's worth of parameters is costly to parse every time.
 ///
 /// `treat_none_as_default_value = false` makes diesel write one multi-row `VALUES` statement
 /// instead of one INSERT per row (its default on SQLite).
-#[derive(Insertable, Debug)]
+#[derive(Insertable, Debug, Clone)]
 #[diesel(table_name = messages, treat_none_as_default_value = false)]
-pub struct NewMessage<'a> {
+pub struct NewMessage {
     pub id: i64,
     pub channel_id: i64,
     pub guild_id: Option<i64>,
     pub author_id: i64,
-    pub author_name: &'a str,
+    pub author_name: String,
     pub author_is_bot: bool,
-    pub content: &'a str,
-    pub created_at: &'a str,
-    pub edited_at: Option<&'a str>,
+    pub content: String,
+    pub created_at: String,
+    pub edited_at: Option<String>,
     pub message_type: i32,
     pub reference_message_id: Option<i64>,
-    pub raw_json: &'a str,
+    pub raw_json: String,
 }
 
-#[derive(Queryable, Selectable, Debug, Clone, PartialEq, Eq)]
-#[diesel(table_name = checkpoints)]
+#[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone, PartialEq, Eq)]
+#[diesel(table_name = checkpoints, treat_none_as_null = true)]
 pub struct CheckpointRow {
     pub channel_id: i64,
     pub last_message_id: i64,
@@ -63,4 +64,17 @@ pub struct KnownChannel {
     pub last_message_id: Option<i64>,
     pub skip_reason: Option<String>,
     pub skipped_at: Option<String>,
+}
+
+/// A part of a channel fetched ahead of its checkpoint: messages with `after_id < id <=
+/// cursor_id` are fetched; the slice ends at `until_id` (inclusive, `i64::MAX` while open).
+#[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone, PartialEq, Eq)]
+#[diesel(table_name = fetch_slices)]
+pub struct SliceRow {
+    pub channel_id: i64,
+    pub after_id: i64,
+    pub until_id: i64,
+    pub cursor_id: i64,
+    pub done: bool,
+    pub reached_end: bool,
 }

@@ -1,13 +1,14 @@
 //! Plain query functions on `&mut SqliteConnection`: the only SQL the archiver runs.
 
-use super::models::{ChannelRow, CheckpointRow, KnownChannel, NewMessage};
-use super::schema::{archive_meta, channels, checkpoints, messages, runs};
+use super::models::{ChannelRow, CheckpointRow, KnownChannel, NewMessage, SliceRow};
+use super::schema::{archive_meta, channels, checkpoints, fetch_slices, messages, runs};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::sqlite::SqliteConnection;
 
-/// SQLite allows 32,766 bound variables per statement; 12 columns a row leaves room for 2,730.
-const ROWS_PER_INSERT: usize = 2_000;
+/// Rows per multi-row INSERT: a page's worth. (SQLite allows 32,766 bound variables per
+/// statement; 12 columns a row would allow 2,730.)
+const ROWS_PER_INSERT: usize = 100;
 
 /// The checkpoint change that commits with a batch (same transaction).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,57 +22,148 @@ pub struct CheckpointUpdate {
     /// `Some(true)` on the batch that reached the channel's newest message.
     pub complete: Option<bool>,
     pub now: String,
+    /// Set when the batch belongs to a slice ahead of the checkpoint (then `last_message_id`
+    /// is `None`): the slice's progress, recorded so a resume does not fetch it again.
+    pub slice: Option<SliceRow>,
 }
 
-/// Stores one batch and its checkpoint in one IMMEDIATE transaction; returns rows inserted
-/// (messages already archived are ignored, not counted).
+/// Stores one batch and its checkpoint in one IMMEDIATE transaction; returns the checkpoint
+/// as committed (messages already archived are ignored, not counted).
+///
+/// `previous` is the channel's checkpoint before this batch: the writer, the archive's only
+/// writer, keeps them in memory, so the new row is computed here and written with a plain
+/// (prepared once, cached) upsert.
 pub fn save_batch(
     conn: &mut SqliteConnection,
-    rows: &[NewMessage<'_>],
-    checkpoint: &CheckpointUpdate,
-) -> QueryResult<usize> {
+    rows: Vec<NewMessage>,
+    previous: Option<&CheckpointRow>,
+    slices: &[SliceRow],
+    update: &CheckpointUpdate,
+) -> QueryResult<(CheckpointRow, Vec<SliceRow>)> {
     conn.immediate_transaction(|conn| {
-        let mut inserted = 0;
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            inserted += diesel::insert_or_ignore_into(messages::table)
-                .values(chunk)
+        let inserted = insert_messages(conn, rows)?;
+        let mut row = merge_checkpoint(previous, update, inserted as i64);
+        let mut slices = slices.to_vec();
+        if let Some(slice) = &update.slice {
+            match slices.iter_mut().find(|s| s.after_id == slice.after_id) {
+                Some(s) => *s = slice.clone(),
+                None => slices.push(slice.clone()),
+            }
+            diesel::insert_into(fetch_slices::table)
+                .values(slice)
+                .on_conflict((fetch_slices::channel_id, fetch_slices::after_id))
+                .do_update()
+                .set(slice)
                 .execute(conn)?;
         }
-        upsert_checkpoint(conn, checkpoint, inserted as i64)?;
-        Ok(inserted)
+        for merged in fold_slices(&mut row, &mut slices) {
+            diesel::delete(fetch_slices::table.find((merged.channel_id, merged.after_id)))
+                .execute(conn)?;
+        }
+        diesel::insert_into(checkpoints::table)
+            .values(&row)
+            .on_conflict(checkpoints::channel_id)
+            .do_update()
+            .set(&row)
+            .execute(conn)?;
+        Ok((row, slices))
     })
 }
 
-fn upsert_checkpoint(
+/// Extends the checkpoint over the slices it has reached: through a done slice entirely
+/// (which is then returned, to be deleted), into an unfinished one up to its cursor.
+pub fn fold_slices(row: &mut CheckpointRow, slices: &mut Vec<SliceRow>) -> Vec<SliceRow> {
+    let mut merged = Vec::new();
+    slices.sort_by_key(|s| s.after_id);
+    while let Some(i) = slices
+        .iter()
+        .position(|s| s.after_id <= row.last_message_id)
+    {
+        let s = &slices[i];
+        row.last_message_id = row.last_message_id.max(s.cursor_id);
+        if !s.done {
+            break;
+        }
+        row.last_message_id = row.last_message_id.max(s.until_id);
+        if s.reached_end {
+            row.complete = true;
+        }
+        merged.push(slices.remove(i));
+    }
+    merged
+}
+
+pub fn load_slices(conn: &mut SqliteConnection, channel_id: i64) -> QueryResult<Vec<SliceRow>> {
+    fetch_slices::table
+        .filter(fetch_slices::channel_id.eq(channel_id))
+        .order(fetch_slices::after_id)
+        .select(SliceRow::as_select())
+        .load(conn)
+}
+
+/// Inserts rows with `INSERT OR IGNORE`, in multi-row statements of fixed sizes so each
+/// statement is prepared once and cached (diesel caches arrays, not vectors).
+fn insert_messages(conn: &mut SqliteConnection, mut rows: Vec<NewMessage>) -> QueryResult<usize> {
+    let mut inserted = 0;
+    while !rows.is_empty() {
+        inserted += if rows.len() >= ROWS_PER_INSERT {
+            insert_array::<ROWS_PER_INSERT>(conn, &mut rows)?
+        } else if rows.len() >= 10 {
+            insert_array::<10>(conn, &mut rows)?
+        } else {
+            insert_array::<1>(conn, &mut rows)?
+        };
+    }
+    Ok(inserted)
+}
+
+/// Inserts the first `N` rows as one statement (prepared once per `N`, then cached).
+fn insert_array<const N: usize>(
     conn: &mut SqliteConnection,
-    cp: &CheckpointUpdate,
+    rows: &mut Vec<NewMessage>,
+) -> QueryResult<usize> {
+    let rest = rows.split_off(N);
+    let head: [NewMessage; N] = std::mem::replace(rows, rest)
+        .try_into()
+        .expect("exactly N rows");
+    diesel::insert_or_ignore_into(messages::table)
+        .values(head)
+        .execute(conn)
+}
+
+/// The checkpoint after a batch: the cursor never moves back, the oldest message is the
+/// minimum seen, the total counts rows actually inserted.
+pub fn merge_checkpoint(
+    previous: Option<&CheckpointRow>,
+    update: &CheckpointUpdate,
     inserted: i64,
-) -> QueryResult<()> {
-    // Columns are read from the old row throughout the SET list, so the two CASEs agree.
-    diesel::sql_query(
-        "INSERT INTO checkpoints (channel_id, last_message_id, last_fetch_timestamp, \
-             oldest_message_id, oldest_message_timestamp, total_messages, complete, updated_at) \
-         VALUES (?1, COALESCE(?2, 0), ?3, ?4, ?5, ?6, COALESCE(?7, 0), ?3) \
-         ON CONFLICT (channel_id) DO UPDATE SET \
-             last_message_id = MAX(last_message_id, COALESCE(?2, 0)), \
-             last_fetch_timestamp = ?3, \
-             oldest_message_id = CASE WHEN ?4 IS NOT NULL AND (oldest_message_id IS NULL OR ?4 < oldest_message_id) \
-                 THEN ?4 ELSE oldest_message_id END, \
-             oldest_message_timestamp = CASE WHEN ?4 IS NOT NULL AND (oldest_message_id IS NULL OR ?4 < oldest_message_id) \
-                 THEN ?5 ELSE oldest_message_timestamp END, \
-             total_messages = total_messages + ?6, \
-             complete = COALESCE(?7, complete), \
-             updated_at = ?3",
-    )
-    .bind::<BigInt, _>(cp.channel_id)
-    .bind::<Nullable<BigInt>, _>(cp.last_message_id)
-    .bind::<Text, _>(&cp.now)
-    .bind::<Nullable<BigInt>, _>(cp.oldest.as_ref().map(|o| o.0))
-    .bind::<Nullable<Text>, _>(cp.oldest.as_ref().map(|o| o.1.as_str()))
-    .bind::<BigInt, _>(inserted)
-    .bind::<Nullable<Bool>, _>(cp.complete)
-    .execute(conn)?;
-    Ok(())
+) -> CheckpointRow {
+    let mut row = previous.cloned().unwrap_or(CheckpointRow {
+        channel_id: update.channel_id,
+        last_message_id: 0,
+        last_fetch_timestamp: String::new(),
+        oldest_message_id: None,
+        oldest_message_timestamp: None,
+        total_messages: 0,
+        complete: false,
+        updated_at: String::new(),
+    });
+    if let Some(last) = update.last_message_id {
+        row.last_message_id = row.last_message_id.max(last);
+    }
+    if let Some((id, at)) = &update.oldest {
+        if row.oldest_message_id.is_none_or(|old| *id < old) {
+            row.oldest_message_id = Some(*id);
+            row.oldest_message_timestamp = Some(at.clone());
+        }
+    }
+    row.total_messages += inserted;
+    if let Some(complete) = update.complete {
+        row.complete = complete;
+    }
+    row.last_fetch_timestamp = update.now.clone();
+    row.updated_at = update.now.clone();
+    row
 }
 
 pub fn load_checkpoint(
@@ -255,20 +347,20 @@ mod tests {
         (dir, archive)
     }
 
-    fn msg(id: i64, raw: &str) -> NewMessage<'_> {
+    fn msg(id: i64, raw: &str) -> NewMessage {
         NewMessage {
             id,
             channel_id: 7,
             guild_id: Some(1),
             author_id: 3,
-            author_name: "ann",
+            author_name: "ann".into(),
             author_is_bot: false,
-            content: "hi",
-            created_at: "2024-05-01T12:34:56.789000+00:00",
+            content: "hi".into(),
+            created_at: "2024-05-01T12:34:56.789000+00:00".into(),
             edited_at: None,
             message_type: 0,
             reference_message_id: None,
-            raw_json: raw,
+            raw_json: raw.into(),
         }
     }
 
@@ -279,7 +371,19 @@ mod tests {
             oldest: oldest.map(|o| (o, format!("t{o}"))),
             complete,
             now: "now".into(),
+            slice: None,
         }
+    }
+
+    /// Saves like the writer does: from the checkpoint as stored.
+    fn save(c: &mut SqliteConnection, rows: &[NewMessage], update: &CheckpointUpdate) -> i64 {
+        let before = load_checkpoint(c, update.channel_id).unwrap();
+        let (after, _) = save_batch(c, rows.to_vec(), before.as_ref(), &[], update).unwrap();
+        assert_eq!(
+            load_checkpoint(c, update.channel_id).unwrap().as_ref(),
+            Some(&after)
+        );
+        after.total_messages - before.map_or(0, |b| b.total_messages)
     }
 
     #[test]
@@ -287,25 +391,19 @@ mod tests {
         let (_dir, mut a) = conn();
         let c = &mut a.conn;
         let rows: Vec<_> = (10..15).map(|id| msg(id, "{}")).collect();
-        assert_eq!(
-            save_batch(c, &rows, &cp(Some(20), Some(10), Some(false))).unwrap(),
-            5
-        );
+        assert_eq!(save(c, &rows, &cp(Some(20), Some(10), Some(false))), 5);
         // The same rows again (a re-fetched page) insert nothing and count nothing.
-        assert_eq!(
-            save_batch(c, &rows, &cp(Some(20), Some(10), Some(false))).unwrap(),
-            0
-        );
+        assert_eq!(save(c, &rows, &cp(Some(20), Some(10), Some(false))), 0);
         // An explicit range behind the cursor must not move it back.
         let older: Vec<_> = (3..5).map(|id| msg(id, "{}")).collect();
-        assert_eq!(save_batch(c, &older, &cp(None, Some(3), None)).unwrap(), 2);
+        assert_eq!(save(c, &older, &cp(None, Some(3), None)), 2);
         let k = load_checkpoint(c, 7).unwrap().unwrap();
         assert_eq!(k.last_message_id, 20);
         assert_eq!(k.total_messages, 7);
         assert_eq!(k.oldest_message_id, Some(3));
         assert_eq!(k.oldest_message_timestamp.as_deref(), Some("t3"));
         assert!(!k.complete);
-        save_batch(c, &[], &cp(Some(30), None, Some(true))).unwrap();
+        save(c, &[], &cp(Some(30), None, Some(true)));
         let k = load_checkpoint(c, 7).unwrap().unwrap();
         assert_eq!(
             (k.last_message_id, k.complete, k.total_messages),
@@ -313,16 +411,82 @@ mod tests {
         );
     }
 
+    fn slice(after: i64, until: i64, cursor: i64, done: bool) -> SliceRow {
+        SliceRow {
+            channel_id: 7,
+            after_id: after,
+            until_id: until,
+            cursor_id: cursor,
+            done,
+            reached_end: false,
+        }
+    }
+
+    #[test]
+    fn the_checkpoint_absorbs_slices_it_reaches_and_no_further() {
+        let mut row = merge_checkpoint(None, &cp(Some(100), None, Some(false)), 0);
+        let mut slices = vec![slice(300, 400, 350, false), slice(100, 200, 200, true)];
+        // Reaches the done slice (100..200], then stops short of (300..]: a gap remains.
+        let merged = fold_slices(&mut row, &mut slices);
+        assert_eq!(merged, [slice(100, 200, 200, true)]);
+        assert_eq!(row.last_message_id, 200);
+        assert_eq!(slices.len(), 1);
+        // The prefix reaches 300: it extends into the unfinished slice up to its cursor only.
+        row.last_message_id = 300;
+        assert!(fold_slices(&mut row, &mut slices).is_empty());
+        assert_eq!(row.last_message_id, 350);
+        assert!(!row.complete);
+        // The last slice finishes at the channel's end: all merged, complete.
+        slices[0] = SliceRow {
+            reached_end: true,
+            ..slice(300, 420, 420, true)
+        };
+        fold_slices(&mut row, &mut slices);
+        assert_eq!((row.last_message_id, row.complete), (420, true));
+        assert!(slices.is_empty());
+    }
+
+    #[test]
+    fn slices_are_saved_with_their_batch_and_deleted_once_merged() {
+        let (_dir, mut a) = conn();
+        let c = &mut a.conn;
+        let first = save_batch(
+            c,
+            vec![msg(5, "{}")],
+            None,
+            &[],
+            &cp(Some(10), Some(5), Some(false)),
+        )
+        .unwrap();
+        let mut ahead = cp(None, None, Some(false));
+        ahead.slice = Some(slice(20, 30, 25, false));
+        let rows = vec![msg(22, "{}")];
+        let (row, slices) = save_batch(c, rows, Some(&first.0), &first.1, &ahead).unwrap();
+        assert_eq!(row.last_message_id, 10, "a gap (10..20] is still unfetched");
+        assert_eq!(load_slices(c, 7).unwrap(), slices);
+        let mut prefix = cp(Some(20), None, Some(false));
+        prefix.slice = None;
+        let (row, slices) = save_batch(c, vec![], Some(&row), &slices, &prefix).unwrap();
+        assert_eq!(row.last_message_id, 25);
+        assert_eq!(slices.len(), 1);
+        let mut done = cp(None, None, None);
+        done.slice = Some(slice(20, 30, 30, true));
+        let (row, slices) = save_batch(c, vec![], Some(&row), &slices, &done).unwrap();
+        assert_eq!(row.last_message_id, 30);
+        assert!(slices.is_empty() && load_slices(c, 7).unwrap().is_empty());
+        assert_eq!(load_checkpoint(c, 7).unwrap(), Some(row));
+    }
+
     #[test]
     fn large_batches_split_under_the_variable_limit() {
         let (_dir, mut a) = conn();
-        let rows: Vec<_> = (1..=5_000).map(|id| msg(id, "{\"a\":1}")).collect();
+        let rows: Vec<_> = (1..=5_123).map(|id| msg(id, "{\"a\":1}")).collect();
         assert_eq!(
-            save_batch(&mut a.conn, &rows, &cp(Some(5_000), Some(1), Some(true))).unwrap(),
-            5_000
+            save(&mut a.conn, &rows, &cp(Some(5_123), Some(1), Some(true))),
+            5_123
         );
         let status = channel_status(&mut a.conn).unwrap();
         assert_eq!(status.len(), 1);
-        assert_eq!(status[0].stored_messages, 5_000);
+        assert_eq!(status[0].stored_messages, 5_123);
     }
 }

@@ -37,6 +37,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    fetch_slices (channel_id, after_id) {
+        channel_id -> BigInt,
+        after_id -> BigInt,
+        until_id -> BigInt,
+        cursor_id -> BigInt,
+        done -> Bool,
+        reached_end -> Bool,
+    }
+}
+
+diesel::table! {
     messages (id) {
         id -> BigInt,
         channel_id -> BigInt,
@@ -64,4 +75,11 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(archive_meta, channels, checkpoints, messages, runs);
+diesel::allow_tables_to_appear_in_same_query!(
+    archive_meta,
+    channels,
+    checkpoints,
+    fetch_slices,
+    messages,
+    runs,
+);

@@ -316,7 +316,11 @@ impl SeededRng {
 
 /// Starts the real binary without waiting, its output going to `<log>.out` / `<log>.err`
 /// (files, not pipes: a child nobody reads from must never block on a full pipe).
-pub fn spawn_bin(args: &[String], env: &[(&str, &str)], log: &std::path::Path) -> std::process::Child {
+pub fn spawn_bin(
+    args: &[String],
+    env: &[(&str, &str)],
+    log: &std::path::Path,
+) -> std::process::Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_discord-archiver"));
     cmd.args(args)
         .env_remove("DISCORD_TOKEN")

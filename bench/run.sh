@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Throughput benchmark: the release archiver against `discord-archiver simulate` running as its
+# own process on this machine. Prints one table row per profile; figures are ratios measured in
+# one run (achieved requests/s against the simulator's ceiling) and per-message costs.
+#
+#   bash bench/run.sh                 # every profile
+#   bash bench/run.sh discord unthrottled
+#   BENCH_SCALE=0.1 bash bench/run.sh # a quick pass with a tenth of the messages
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --quiet
+BIN=target/release/discord-archiver
+TOKEN=bench-token
+SCALE=${BENCH_SCALE:-1}
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+scaled() { python3 -c "import sys; print(max(1, int($1 * $SCALE)))"; }
+
+# name | channels | messages per channel | global/s (0 = none) | bucket limit (0 = none) |
+# bucket window ms | latency ms | archiver --rate | archiver --concurrency
+PROFILES="
+discord      64   8000    50  5  5000 40 50   64
+one-channel  1    200000  0   50 1000 40 50   64
+unthrottled  16   100000  0   0  1000 0  1000000 64
+huge         200  25000   0   0  1000 0  1000000 64
+rate-500     64   8000    500 0  1000 40 500  64
+"
+WANTED="$*"
+ROWS=()
+
+run_profile() {
+    local name=$1 channels=$2 messages=$3 global=$4 blimit=$5 bwindow=$6 latency=$7 rate=$8 conc=$9
+    messages=$(scaled "$messages")
+    local port=$((20000 + RANDOM % 20000))
+    local sim_args=(simulate --port "$port" --preset uniform --channels "$channels" --messages "$messages"
+        --token "$TOKEN" --latency-ms "$latency" --workers 1)
+    [ "$global" != 0 ] && sim_args+=(--global-rate "$global")
+    [ "$blimit" != 0 ] && sim_args+=(--bucket-limit "$blimit" --bucket-window-ms "$bwindow")
+    "$BIN" "${sim_args[@]}" > "$WORK/sim.out" 2>&1 &
+    local sim=$!
+    for _ in $(seq 100); do grep -q listening "$WORK/sim.out" && break; sleep 0.1; done
+    local guild
+    guild=$(grep -o 'guild [0-9]*' "$WORK/sim.out" | head -1 | cut -d' ' -f2 || true)
+    guild=${guild:-688403423167119360}
+    rm -f "$WORK"/a.db*
+    DISCORD_TOKEN=$TOKEN /usr/bin/time -v -o "$WORK/time.txt" "$BIN" -q archive \
+        --db "$WORK/a.db" --api-base "http://127.0.0.1:$port" --guild "$guild" \
+        --rate "$rate" --concurrency "$conc" --progress off --stats-json "$WORK/stats.json" \
+        > "$WORK/archive.out" 2>&1 || { echo "$name: archive failed"; cat "$WORK/archive.out"; }
+    local sim_stats
+    sim_stats=$(curl -s "http://127.0.0.1:$port/_sim/stats")
+    kill "$sim" 2>/dev/null || true
+    wait "$sim" 2>/dev/null || true
+    ROWS+=("$(python3 - "$name" "$channels" "$global" "$blimit" "$bwindow" "$WORK/stats.json" "$WORK/time.txt" "$sim_stats" <<'PY'
+import json, sys
+name, channels, glob, blimit, bwindow, stats_path, time_path, sim = sys.argv[1:9]
+channels, glob, blimit, bwindow = int(channels), float(glob), float(blimit), float(bwindow)
+s = json.load(open(stats_path)); sim = json.loads(sim)
+t = s["totals"]; wall = s["elapsed_seconds"]
+requests = t["requests"] + s["discovery_requests"]
+msgs = t["total_processed"]
+ceilings = []
+if glob > 0: ceilings.append(glob)
+if blimit > 0: ceilings.append(channels * blimit / (bwindow / 1000))
+ceiling = min(ceilings) if ceilings else None
+rss = s["process"]["peak_rss_bytes"] / 2**20 if s.get("process") else float("nan")
+cpu = s["process"]["cpu_seconds"] if s.get("process") else float("nan")
+rps = requests / wall
+eff = f"{rps / ceiling:.3f}" if ceiling else "-"
+print(f"{name:<12} {msgs:>9} {wall:>8.1f} {msgs / wall:>10.0f} {rps:>8.1f} {ceiling or float('nan'):>8.1f} {eff:>6} "
+      f"{sim['rate_limited_caused']:>6} {t['errors']:>7} {rss:>8.1f} {cpu / max(msgs, 1) * 1e5:>10.2f}")
+PY
+)")
+}
+
+while read -r line; do
+    [ -z "$line" ] && continue
+    set -- $line
+    if [ -n "$WANTED" ] && [[ " $WANTED " != *" $1 "* ]]; then continue; fi
+    echo "running $1..." >&2
+    run_profile "$@"
+done <<< "$PROFILES"
+
+echo "$(date -u +%Y-%m-%d), $(nproc) cores, BENCH_SCALE=$SCALE"
+printf '%-12s %9s %8s %10s %8s %8s %6s %6s %7s %8s %10s\n' profile messages wall_s msgs_per_s req_per_s ceiling effic 429s retries rss_mb cpu_s/100k
+for r in "${ROWS[@]}"; do echo "$r"; done
