@@ -198,9 +198,14 @@ pub fn export_normalized_jsonl(
     out: &mut dyn Write,
 ) -> anyhow::Result<u64> {
     let mut written = 0;
+    // Serialized into a buffer first, so that a write error (a closed pipe) stays an
+    // `io::Error` the caller can recognize.
+    let mut line = Vec::new();
     for message in messages(conn, filter)? {
-        serde_json::to_writer(&mut *out, &message?)?;
-        out.write_all(b"\n")?;
+        line.clear();
+        serde_json::to_writer(&mut line, &message?)?;
+        line.push(b'\n');
+        out.write_all(&line)?;
         written += 1;
     }
     out.flush()?;

@@ -338,6 +338,72 @@ fn responses_slower_than_the_request_timeout_are_retried() {
     assert_eq!(report.totals.restarts, 0);
 }
 
+/// The invalid-request budget: a server answering nothing but 429s (tiny `retry_after`, retries
+/// unbounded) gets fewer than half of Discord's 10,000-in-10-minutes ban threshold before the
+/// run stops itself: exit 1, a message that says why, the committed checkpoints consistent, and
+/// the next run completes.
+#[test]
+fn the_invalid_request_budget_stops_a_run_before_half_of_discords_limit() {
+    let h = Harness::new(SimConfig {
+        seed: 800,
+        guild: GuildSpec::uniform(40, 300),
+        workers: 2,
+        ..SimConfig::default()
+    });
+    let expected = h.expected(&BTreeSet::new());
+    let mut settings = h.settings();
+    settings.rate.max_retries = u32::MAX;
+    let started = Instant::now();
+    let report = std::thread::scope(|scope| {
+        let run = scope.spawn(|| run_with_timeout(settings, Duration::from_secs(20)));
+        // Let every channel commit a page first, then refuse everything.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while h
+            .sim
+            .state()
+            .request_log()
+            .iter()
+            .filter(|r| page_request(r).is_some())
+            .count()
+            < 40
+            && !run.is_finished()
+        {
+            assert!(Instant::now() < deadline, "the run makes progress");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        h.sim.state().set_faults(FaultSpec {
+            rate_limit_429: 1.0,
+            retry_after: 0.001,
+            ..FaultSpec::default()
+        });
+        run.join().unwrap().expect("the run starts")
+    });
+    let served_429 = h
+        .sim
+        .state()
+        .stats()
+        .faults_injected
+        .get("rate_limit_429")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(report.exit_code, 1, "{:?}", report.stopped);
+    let why = report.stopped.clone().unwrap_or_default();
+    assert!(why.contains("invalid-request limit"), "{why}");
+    assert!(
+        (2_500..5_000).contains(&served_429),
+        "stopped after {served_429} invalid responses"
+    );
+    assert_checkpoints_cover_rows(&h.db, &expected, "budget exhausted");
+    h.sim.state().set_faults(FaultSpec::default());
+    let again = h.run(h.settings(), RunOptions::default());
+    assert_eq!(again.exit_code, 0);
+    assert_same_rows(&h.archived(), &expected);
+    eprintln!(
+        "invalid-request budget: stopped after {served_429} 429s in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// A TCP proxy in front of the simulator that resets (RST) two connections of every three, up to
 /// `max_resets`, after a seeded number of response bytes: mid-response, or before any. (Every
 /// third one is spared, so that no request meets more resets in a row than it has retries.)
@@ -665,15 +731,20 @@ fn disk_full_is_a_clear_error_and_a_rerun_after_freeing_space_completes() {
     assert!(checkpoints_at(&finished).values().all(|c| c.complete));
 }
 
-/// The same without a tmpfs: the archiver's file-size limit (RLIMIT_FSIZE) stops SQLite's writes
-/// part-way. Works on any Unix machine, root or not.
+/// The same without a tmpfs: the archiver's file-size limit (RLIMIT_FSIZE) makes SQLite's writes
+/// fail part-way ("disk I/O error"). Works on any Unix machine, root or not. The run stops at the
+/// first failed batch (no fetcher is restarted into a disk that cannot be written), keeps what
+/// was committed, and a re-run without the limit completes.
 #[test]
-fn a_write_limit_mid_run_fails_cleanly_and_the_rerun_completes() {
+fn a_write_limit_mid_run_stops_the_run_cleanly_and_the_rerun_completes() {
     let h = Harness::small();
     let expected = h.expected(&BTreeSet::new());
-    let args = h.archive_args();
+    let stats = h.dir.path().join("stats.json");
+    let mut args = h.archive_args();
+    args.extend(["--stats-json".into(), stats.display().to_string()]);
     let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
     // SIGXFSZ ignored, so an oversized write fails with EFBIG instead of killing the process.
+    // (`ulimit -f` counts 512-byte blocks in POSIX sh: 512 KiB, less than the archive needs.)
     let script = format!(
         "trap '' XFSZ; ulimit -f 1024; exec \"$BIN\" {}",
         quoted.join(" ")
@@ -686,17 +757,21 @@ fn a_write_limit_mid_run_fails_cleanly_and_the_rerun_completes() {
         .output()
         .unwrap();
     let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "a failed run: {t}");
     assert!(
-        matches!(out.status.code(), Some(1)),
-        "a failed run: {:?}\n{t}",
-        out.status
-    );
-    assert!(
-        t.contains("disk I/O error") || t.contains("full"),
-        "names the cause: {t}"
+        t.contains("storage failed") && t.contains("disk I/O error") && t.contains("disk full"),
+        "names the cause and what to do: {t}"
     );
     assert!(!t.contains("panicked"), "{t}");
-    assert_checkpoints_cover_rows(&h.db, &expected, "write limit");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(
+        json["totals"]["restarts"].as_u64(),
+        Some(0),
+        "no fetcher is restarted into a disk that cannot be written: {t}"
+    );
+    let cps = assert_checkpoints_cover_rows(&h.db, &expected, "write limit");
+    assert!(!cps.is_empty() && h.archived().len() < expected.len());
     let out = h.bin(&strs(&h.archive_args()));
     assert_exit(&out, 0, "re-run without the limit");
     assert_same_rows(&h.archived(), &expected);
