@@ -2,22 +2,24 @@
 //! to completion each time, and the archive compared with an uninterrupted run's.
 //!
 //! What each kill point proves (docs/RELIABILITY.md, "Crash-safe resume"):
-//! - right after the kill, every checkpoint agrees with the stored rows: the rows of a channel
-//!   up to its `last_message_id` are exactly the uninterrupted run's, none lies beyond it, and
-//!   `total_messages` counts them;
+//! - right after the kill, the checkpoints agree with the stored rows: inside each channel's
+//!   fetched ranges (up to `last_message_id`, plus the time slices fetched ahead of it) the rows
+//!   are exactly the uninterrupted run's, none lies outside them, `total_messages` counts them;
 //! - the re-run exits 0 and leaves message rows (id, channel, content, raw_json) and checkpoints
-//!   (last_message_id, total_messages, complete) identical to the uninterrupted run's;
-//! - the re-run asks again only for pages the killed run had not committed: at most one per
-//!   channel, and only for channels that were in flight at the kill.
+//!   (last_message_id, total_messages, complete) identical to the uninterrupted run's, and no
+//!   slice behind;
+//! - the re-run asks again only for pages the killed run had not committed: only for channels
+//!   in flight at the kill, and at most one page per span in flight (one per channel, or one per
+//!   time slice for a long channel paged in slices).
 //!
-//! CI runs 24 kill points on the small preset; `RELIABILITY_LONG=1` runs 120 on a bigger guild,
-//! plus chains of kills on one archive (a resumed run killed again, and again).
+//! CI runs 24 kill points on the small preset, 8 on a long channel paged in slices, and a chain
+//! of 6 kills on one archive. `RELIABILITY_LONG=1` runs 120 + 30 points and 6 chains of 15.
 
 mod util;
 
-use discord_archiver::simulator::{GuildSpec, SimConfig};
+use discord_archiver::simulator::{ChannelSpec, GuildSpec, SimConfig};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 use util::*;
@@ -25,41 +27,250 @@ use util::*;
 /// Simulated network latency: long enough that kills land mid-request, short enough for CI.
 const LATENCY: Duration = Duration::from_millis(8);
 
+/// A channel this long is paged in up to four concurrent time slices (the fetcher splits a
+/// channel of more than 80 pages into at most 4 spans); shorter ones in one span.
+const SLICED_FROM_MESSAGES: usize = 8_000;
+const MAX_SPANS: usize = 4;
+
 fn long() -> bool {
     std::env::var_os("RELIABILITY_LONG").is_some_and(|v| v != "0")
 }
 
-/// The archiver aimed at the harness's simulator, writing to `db`.
-fn args(h: &Harness, db: &Path, batch_size: usize) -> Vec<String> {
-    let mut args = h.archive_args();
-    let at = args.iter().position(|a| a == "--db").unwrap();
-    args[at + 1] = db.display().to_string();
-    args.extend([
-        "--rate".into(),
-        "5000".into(),
-        "--batch-size".into(),
-        batch_size.to_string(),
-    ]);
-    args
+/// A simulated guild, its ground truth, and an uninterrupted run's archive to compare with.
+struct Setup {
+    h: Harness,
+    batch_size: usize,
+    /// Message ids per readable channel, ascending.
+    truth: BTreeMap<u64, Vec<u64>>,
+    rows: BTreeMap<i64, Row>,
+    /// (last_message_id, total_messages, complete) per channel.
+    checkpoints: BTreeMap<i64, (i64, i64, bool)>,
+    /// Requests of the uninterrupted run, and how many came before its first page (discovery).
+    requests: u64,
+    discovery: u64,
 }
 
-fn run_to_completion(h: &Harness, db: &Path, batch_size: usize, what: &str) {
-    let args = args(h, db, batch_size);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = h.bin(&args);
-    assert_exit(&out, 0, what);
+impl Setup {
+    fn new(guild: GuildSpec, seed: u64, batch_size: usize) -> Setup {
+        let h = Harness::new(SimConfig {
+            seed,
+            guild,
+            latency: LATENCY,
+            workers: 2,
+            ..SimConfig::default()
+        });
+        let truth = h
+            .readable_message_channels()
+            .into_iter()
+            .map(|c| (c, h.sim.state().truth(c).into_iter().map(|m| m.0).collect()))
+            .collect();
+        let mut setup = Setup {
+            h,
+            batch_size,
+            truth,
+            rows: BTreeMap::new(),
+            checkpoints: BTreeMap::new(),
+            requests: 0,
+            discovery: 0,
+        };
+        let db = setup.h.dir.path().join("uninterrupted.db");
+        let start = setup.h.sim.state().request_log().len();
+        setup.complete(&db, "uninterrupted run");
+        let log = setup.h.sim.state().request_log();
+        setup.requests = (log.len() - start) as u64;
+        setup.discovery = log[start..]
+            .iter()
+            .position(|r| page_request(r).is_some())
+            .unwrap_or(0) as u64;
+        setup.rows = archived_at(&db);
+        assert_same_rows(&setup.rows, &setup.h.expected(&BTreeSet::new()));
+        setup.checkpoints = summary(&db);
+        for (channel, ids) in &setup.truth {
+            let last = ids.last().map_or(0, |id| *id as i64);
+            let cp = setup.checkpoints[&(*channel as i64)];
+            assert_eq!((cp.0, cp.2), (last, true), "channel {channel} complete");
+        }
+        setup
+    }
+
+    /// The archiver aimed at the simulator, writing to `db`.
+    fn args(&self, db: &Path) -> Vec<String> {
+        let mut args = self.h.archive_args();
+        let at = args.iter().position(|a| a == "--db").unwrap();
+        args[at + 1] = db.display().to_string();
+        args.extend([
+            "--rate".into(),
+            "5000".into(),
+            "--batch-size".into(),
+            self.batch_size.to_string(),
+        ]);
+        args
+    }
+
+    /// Runs to the end and checks the archive is the uninterrupted run's.
+    fn complete(&self, db: &Path, what: &str) {
+        let args = self.args(db);
+        let out = self
+            .h
+            .bin(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_exit(&out, 0, what);
+        if !self.rows.is_empty() {
+            assert_same_rows(&archived_at(db), &self.rows);
+            assert_eq!(
+                summary(db),
+                self.checkpoints,
+                "{what}: checkpoints differ from the uninterrupted run's"
+            );
+        }
+        assert!(slices_at(db).is_empty(), "{what}: every slice is folded");
+    }
+
+    fn start(&self, db: &Path, log: &Path) -> Run {
+        let log_start = self.h.sim.state().request_log().len();
+        let child = spawn_bin(&self.args(db), &[("DISCORD_TOKEN", TOKEN)], log);
+        Run { child, log_start }
+    }
+
+    /// Waits until the run has made `requests` API requests (or ended), then `jitter` more, then
+    /// SIGKILLs it. Returns whether it was still running, and where its requests end in the log.
+    fn kill_after(&self, mut run: Run, requests: u64, jitter: Duration) -> (bool, usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let base = run.log_start as u64;
+        while self.h.sim.state().stats().requests_total < base + requests {
+            if run.child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        std::thread::sleep(jitter);
+        let running = run.child.try_wait().unwrap().is_none();
+        run.child.kill().unwrap(); // SIGKILL
+        run.child.wait().unwrap();
+        // Requests the dead process had already written may still be in the server's socket
+        // buffers: let them arrive before the log is cut.
+        std::thread::sleep(LATENCY * 4 + Duration::from_millis(40));
+        (running, self.h.sim.state().request_log().len())
+    }
+
+    /// The ids a page request `after=cursor&limit=n` is answered with.
+    fn page(&self, channel: u64, after: u64, limit: usize) -> &[u64] {
+        let ids = &self.truth[&channel];
+        let from = ids.partition_point(|id| *id <= after);
+        &ids[from..(from + limit).min(ids.len())]
+    }
+
+    /// Pages of the re-run (log `[from..]`) that the killed run (log `[start..from)`) had
+    /// already been sent, in part or in whole, per channel.
+    fn refetched(&self, start: usize, from: usize) -> BTreeMap<u64, usize> {
+        let log = self.h.sim.state().request_log();
+        let limit = |q: &str| {
+            q.split('&')
+                .find_map(|p| p.strip_prefix("limit="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(50)
+        };
+        let mut received: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+        for r in &log[start..from] {
+            if let Some((channel, after)) = page_request(r) {
+                if self.truth.contains_key(&channel) {
+                    let page = self.page(channel, after, limit(&r.query));
+                    received.entry(channel).or_default().extend(page);
+                }
+            }
+        }
+        let mut again: BTreeMap<u64, usize> = BTreeMap::new();
+        for r in &log[from..] {
+            if let Some((channel, after)) = page_request(r) {
+                let Some(first) = self
+                    .truth
+                    .get(&channel)
+                    .and_then(|_| self.page(channel, after, limit(&r.query)).first().copied())
+                else {
+                    continue;
+                };
+                if received.get(&channel).is_some_and(|s| s.contains(&first)) {
+                    *again.entry(channel).or_default() += 1;
+                }
+            }
+        }
+        again
+    }
+
+    /// One kill point on a fresh archive: run, kill, check, re-run, compare.
+    fn kill_point(&self, name: &str, at: u64, jitter: Duration, figures: &mut Figures) {
+        let db = self.h.dir.path().join(format!("{name}.db"));
+        let what = format!(
+            "{name} (batch {}, after {at} of {} requests + {jitter:?})",
+            self.batch_size, self.requests
+        );
+        let run = self.start(&db, &db.with_extension("killed"));
+        let start = run.log_start;
+        let (running, cut) = self.kill_after(run, at, jitter);
+        let after_kill = assert_checkpoints_cover_rows(&db, &self.rows, &what);
+        let sliced = db.exists() && !slices_at(&db).is_empty();
+        let fetched: BTreeSet<u64> = self.h.sim.state().request_log()[start..cut]
+            .iter()
+            .filter_map(page_request)
+            .map(|(c, _)| c)
+            .filter(|c| self.truth.contains_key(c))
+            .collect();
+        let in_flight: BTreeSet<u64> = fetched
+            .into_iter()
+            .filter(|c| !after_kill.get(&(*c as i64)).is_some_and(|cp| cp.complete))
+            .collect();
+
+        self.complete(&db, &what);
+        let again = self.refetched(start, cut);
+        for (channel, n) in &again {
+            let spans = if self.truth[channel].len() >= SLICED_FROM_MESSAGES {
+                MAX_SPANS
+            } else {
+                1
+            };
+            assert!(
+                *n <= spans,
+                "{what}: channel {channel} re-fetched {n} pages (at most {spans}; checkpoints at the kill: {after_kill:?})"
+            );
+            assert!(
+                in_flight.contains(channel),
+                "{what}: channel {channel} was not in flight at the kill, yet {n} page(s) were fetched again"
+            );
+        }
+        figures.kill_points += 1;
+        figures.landed += usize::from(running);
+        figures.mid_fetch += usize::from(!in_flight.is_empty());
+        figures.with_slices += usize::from(sliced);
+        figures.channels_in_flight += in_flight.len();
+        figures.pages_refetched += again.values().sum::<usize>();
+    }
+
+    /// `points` kill points spread over the run: one in six during startup and discovery (the
+    /// archive being created, channels listed), the rest evenly over the pages, each at a
+    /// seeded spot inside its slice of the run, then a seeded pause of up to three latencies,
+    /// so kills land mid-request, mid-commit and in between.
+    fn kill_points(&self, points: usize, seed: u64, figures: &mut Figures) {
+        let mut rng = SeededRng(seed);
+        let early = points.div_ceil(6);
+        let pages = self.requests - self.discovery;
+        for i in 0..points {
+            let at = if i < early {
+                ((i as f64 + rng.unit()) / early as f64 * self.discovery as f64) as u64
+            } else {
+                let slice = (i - early) as f64 + rng.unit();
+                self.discovery + (slice / (points - early) as f64 * pages as f64) as u64
+            };
+            let jitter = Duration::from_micros(rng.below(3 * LATENCY.as_micros() as u64));
+            self.kill_point(&format!("kill-{i}"), at, jitter, figures);
+        }
+    }
 }
 
-/// Kill figures, summed over all kill points of a test.
-#[derive(Debug, Default)]
-struct Figures {
-    kill_points: usize,
-    /// The process was still running when SIGKILL was sent.
-    landed: usize,
-    /// Kills that found at least one channel in flight (fetched but not complete).
-    mid_fetch: usize,
-    channels_in_flight: usize,
-    pages_refetched: usize,
+/// The checkpoints as compared between runs: (last_message_id, total_messages, complete).
+fn summary(db: &Path) -> BTreeMap<i64, (i64, i64, bool)> {
+    checkpoints_at(db)
+        .into_iter()
+        .map(|(c, k)| (c, (k.last_message_id, k.total_messages, k.complete)))
+        .collect()
 }
 
 struct Run {
@@ -67,198 +278,18 @@ struct Run {
     log_start: usize,
 }
 
-fn start(h: &Harness, db: &Path, batch_size: usize, log: &Path) -> Run {
-    let log_start = h.sim.state().request_log().len();
-    let env = [("DISCORD_TOKEN", TOKEN)];
-    let child = spawn_bin(&args(h, db, batch_size), &env, log);
-    Run { child, log_start }
-}
-
-/// Waits until the run has made `requests` API requests (or ended), then `jitter` more, then
-/// SIGKILLs it. Returns whether it was still running, and where its requests end in the log.
-fn kill_after(h: &Harness, mut run: Run, requests: u64, jitter: Duration) -> (bool, usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let base = run.log_start as u64;
-    while h.sim.state().stats().requests_total < base + requests {
-        if run.child.try_wait().unwrap().is_some() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_micros(300));
-    }
-    std::thread::sleep(jitter);
-    let running = run.child.try_wait().unwrap().is_none();
-    run.child.kill().unwrap(); // SIGKILL
-    run.child.wait().unwrap();
-    // Requests the dead process had already written may still be in the server's socket
-    // buffers: let them arrive before the log is cut.
-    std::thread::sleep(LATENCY * 4 + Duration::from_millis(40));
-    (running, h.sim.state().request_log().len())
-}
-
-/// Pages of the re-run (log `[from..]`) that the killed run (log `[start..from)`) had already
-/// asked for, per channel: requests whose `after` cursor is not past the killed run's last.
-fn refetched(h: &Harness, start: usize, from: usize) -> BTreeMap<u64, usize> {
-    let log = h.sim.state().request_log();
-    let readable: BTreeSet<u64> = h.readable_message_channels().into_iter().collect();
-    let mut furthest: BTreeMap<u64, u64> = BTreeMap::new();
-    for r in &log[start..from] {
-        if let Some((channel, after)) = page_request(r) {
-            let f = furthest.entry(channel).or_default();
-            *f = (*f).max(after);
-        }
-    }
-    let mut again: BTreeMap<u64, usize> = BTreeMap::new();
-    for r in &log[from..] {
-        if let Some((channel, after)) = page_request(r) {
-            if readable.contains(&channel) && furthest.get(&channel).is_some_and(|f| after <= *f) {
-                *again.entry(channel).or_default() += 1;
-            }
-        }
-    }
-    again
-}
-
-/// One kill point on a fresh archive: run, kill, check, re-run, compare.
-#[allow(clippy::too_many_arguments)]
-fn kill_point(
-    h: &Harness,
-    db: &Path,
-    batch_size: usize,
-    requests: u64,
-    jitter: Duration,
-    baseline: &BTreeMap<i64, Row>,
-    baseline_checkpoints: &BTreeMap<i64, Checkpoint>,
-    figures: &mut Figures,
-    what: &str,
-) {
-    let run = start(h, db, batch_size, &db.with_extension("killed"));
-    let start_at = run.log_start;
-    let (running, cut) = kill_after(h, run, requests, jitter);
-    let after_kill = assert_checkpoints_cover_rows(db, baseline, what);
-    let fetched: BTreeSet<u64> = h.sim.state().request_log()[start_at..cut]
-        .iter()
-        .filter_map(page_request)
-        .map(|(c, _)| c)
-        .collect();
-    let readable: BTreeSet<u64> = h.readable_message_channels().into_iter().collect();
-    let in_flight: BTreeSet<u64> = fetched
-        .intersection(&readable)
-        .copied()
-        .filter(|c| !after_kill.get(&(*c as i64)).is_some_and(|cp| cp.complete))
-        .collect();
-
-    run_to_completion(h, db, batch_size, what);
-    let again = refetched(h, start_at, cut);
-    for (channel, n) in &again {
-        assert!(
-            *n <= 1,
-            "{what}: channel {channel} re-fetched {n} pages (checkpoints at the kill: {after_kill:?})"
-        );
-        assert!(
-            in_flight.contains(channel),
-            "{what}: channel {channel} was not in flight at the kill but {n} page(s) were fetched again"
-        );
-    }
-    assert_same_rows(&archived_at(db), baseline);
-    let got: BTreeMap<i64, (i64, i64, bool)> = checkpoints_at(db)
-        .into_iter()
-        .map(|(c, k)| (c, (k.last_message_id, k.total_messages, k.complete)))
-        .collect();
-    let want: BTreeMap<i64, (i64, i64, bool)> = baseline_checkpoints
-        .iter()
-        .map(|(c, k)| (*c, (k.last_message_id, k.total_messages, k.complete)))
-        .collect();
-    assert_eq!(
-        got, want,
-        "{what}: checkpoints differ from the uninterrupted run's"
-    );
-
-    figures.kill_points += 1;
-    figures.landed += usize::from(running);
-    figures.mid_fetch += usize::from(!in_flight.is_empty());
-    figures.channels_in_flight += in_flight.len();
-    figures.pages_refetched += again.values().sum::<usize>();
-}
-
-/// The uninterrupted run: its archive, checkpoints, request count, and how many of its requests
-/// came before the first page (discovery).
-fn baseline(
-    h: &Harness,
-    batch_size: usize,
-) -> (BTreeMap<i64, Row>, BTreeMap<i64, Checkpoint>, u64, u64) {
-    let db = h.dir.path().join(format!("uninterrupted-{batch_size}.db"));
-    let start = h.sim.state().request_log().len();
-    run_to_completion(h, &db, batch_size, "uninterrupted run");
-    let log = h.sim.state().request_log();
-    let requests = (log.len() - start) as u64;
-    let discovery = log[start..]
-        .iter()
-        .position(|r| page_request(r).is_some())
-        .unwrap_or(0) as u64;
-    let rows = archived_at(&db);
-    assert_same_rows(&rows, &h.expected(&BTreeSet::new()));
-    let checkpoints = checkpoints_at(&db);
-    for channel in h.readable_message_channels() {
-        let last = h
-            .sim
-            .state()
-            .truth(channel)
-            .last()
-            .map_or(0, |m| m.0 as i64);
-        let cp = &checkpoints[&(channel as i64)];
-        assert_eq!((cp.last_message_id, cp.complete), (last, true));
-    }
-    (rows, checkpoints, requests, discovery)
-}
-
-fn harness(guild: GuildSpec, seed: u64) -> Harness {
-    Harness::new(SimConfig {
-        seed,
-        guild,
-        latency: LATENCY,
-        workers: 2,
-        ..SimConfig::default()
-    })
-}
-
-fn kill_points(h: &Harness, points: usize, seed: u64, batch_sizes: &[usize]) -> Figures {
-    let mut figures = Figures::default();
-    let mut rng = SeededRng(seed);
-    for &batch_size in batch_sizes {
-        let (rows, checkpoints, requests, discovery) = baseline(h, batch_size);
-        let per_batch = points / batch_sizes.len();
-        // One kill in six during startup and discovery (the archive being created, channels
-        // listed), the rest spread evenly over the pages: each at a seeded spot inside its
-        // slice, then a seeded pause of up to three latencies, so kills land mid-request,
-        // mid-commit and in between.
-        let early = per_batch.div_ceil(6);
-        for i in 0..per_batch {
-            let at = if i < early {
-                ((i as f64 + rng.unit()) / early as f64 * discovery as f64) as u64
-            } else {
-                let slice = (i - early) as f64 + rng.unit();
-                discovery
-                    + (slice / (per_batch - early) as f64 * (requests - discovery) as f64) as u64
-            };
-            let jitter = Duration::from_micros(rng.below(3 * LATENCY.as_micros() as u64));
-            let db: PathBuf = h.dir.path().join(format!("kill-b{batch_size}-{i}.db"));
-            let what = format!(
-                "kill point {i} (batch {batch_size}, after {at} of {requests} requests + {jitter:?})"
-            );
-            kill_point(
-                h,
-                &db,
-                batch_size,
-                at,
-                jitter,
-                &rows,
-                &checkpoints,
-                &mut figures,
-                &what,
-            );
-        }
-    }
-    figures
+/// Kill figures, summed over the kill points of a test.
+#[derive(Debug, Default)]
+struct Figures {
+    kill_points: usize,
+    /// The process was still running when SIGKILL was sent.
+    landed: usize,
+    /// Kills that found at least one channel in flight (fetched but not complete).
+    mid_fetch: usize,
+    /// Kills that left time slices in `fetch_slices`.
+    with_slices: usize,
+    channels_in_flight: usize,
+    pages_refetched: usize,
 }
 
 #[test]
@@ -269,8 +300,12 @@ fn sigkill_at_seeded_moments_then_resume_gives_the_uninterrupted_archive() {
     } else {
         (GuildSpec::test_small(), 24, &[100, 1])
     };
-    let h = harness(guild, 7);
-    let figures = kill_points(&h, points, 0x5EED_0001, batch_sizes);
+    let mut figures = Figures::default();
+    for (k, &batch_size) in batch_sizes.iter().enumerate() {
+        let setup = Setup::new(guild.clone(), 7, batch_size);
+        let n = points / batch_sizes.len();
+        setup.kill_points(n, 0x5EED_0001 + k as u64, &mut figures);
+    }
     eprintln!(
         "kill -9: {figures:?} in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -287,37 +322,60 @@ fn sigkill_at_seeded_moments_then_resume_gives_the_uninterrupted_archive() {
     );
 }
 
+/// A long channel is paged in concurrent time slices recorded ahead of its checkpoint: kills
+/// while slices are open must lose nothing, and the checkpoint must absorb every slice in the end.
+#[test]
+fn sigkill_while_a_long_channel_is_paged_in_slices_then_resume() {
+    let started = Instant::now();
+    let points = if long() { 30 } else { 8 };
+    let guild = GuildSpec {
+        channels: vec![
+            ChannelSpec::text("long", 12_000),
+            ChannelSpec::text("short", 250),
+        ],
+        ..GuildSpec::test_small()
+    };
+    let setup = Setup::new(guild, 13, 100);
+    let mut figures = Figures::default();
+    // Kills from a third of the run on: by then the long channel has been split.
+    let mut rng = SeededRng(0x5EED_0003);
+    let from = setup.discovery + (setup.requests - setup.discovery) / 3;
+    for i in 0..points {
+        let slice = (i as f64 + rng.unit()) / points as f64;
+        let at = from + (slice * (setup.requests - from) as f64) as u64;
+        let jitter = Duration::from_micros(rng.below(3 * LATENCY.as_micros() as u64));
+        setup.kill_point(&format!("sliced-{i}"), at, jitter, &mut figures);
+    }
+    eprintln!(
+        "kill -9 with slices: {figures:?} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        figures.with_slices * 2 >= points,
+        "the kills must find slices in flight: {figures:?}"
+    );
+}
+
 /// One archive, killed again and again as each resumed run gets going, then completed.
 #[test]
 fn repeated_kills_on_one_archive_lose_and_duplicate_nothing() {
     let chains: u64 = if long() { 6 } else { 1 };
     let kills_per_chain = if long() { 15 } else { 6 };
-    let h = harness(GuildSpec::test_small(), 11);
-    let (rows, checkpoints, requests, _) = baseline(&h, 100);
+    let setup = Setup::new(GuildSpec::test_small(), 11, 100);
     let mut rng = SeededRng(0x5EED_0002);
     let mut landed = 0;
     for chain in 0..chains {
-        let db = h.dir.path().join(format!("chain-{chain}.db"));
+        let db = setup.h.dir.path().join(format!("chain-{chain}.db"));
         for k in 0..kills_per_chain {
             let what = format!("chain {chain}, kill {k}");
-            let run = start(&h, &db, 100, &db.with_extension(format!("k{k}")));
-            let at = rng.below(requests / 3 + 1);
+            let run = setup.start(&db, &db.with_extension(format!("k{k}")));
+            let at = rng.below(setup.requests / 3 + 1);
             let jitter = Duration::from_micros(rng.below(2 * LATENCY.as_micros() as u64));
-            let (running, _) = kill_after(&h, run, at, jitter);
+            let (running, _) = setup.kill_after(run, at, jitter);
             landed += usize::from(running);
-            assert_checkpoints_cover_rows(&db, &rows, &what);
+            assert_checkpoints_cover_rows(&db, &setup.rows, &what);
         }
-        run_to_completion(&h, &db, 100, &format!("chain {chain}, final run"));
-        assert_same_rows(&archived_at(&db), &rows);
-        let got: BTreeMap<i64, (i64, i64, bool)> = checkpoints_at(&db)
-            .into_iter()
-            .map(|(c, k)| (c, (k.last_message_id, k.total_messages, k.complete)))
-            .collect();
-        let want: BTreeMap<i64, (i64, i64, bool)> = checkpoints
-            .iter()
-            .map(|(c, k)| (*c, (k.last_message_id, k.total_messages, k.complete)))
-            .collect();
-        assert_eq!(got, want, "chain {chain}");
+        setup.complete(&db, &format!("chain {chain}, final run"));
     }
     eprintln!(
         "chained kills: {} kills ({landed} on a running process) over {chains} archive(s)",

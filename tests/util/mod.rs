@@ -102,8 +102,17 @@ impl Harness {
 
     /// What the archive must hold: the simulator's messages minus the default filters.
     pub fn expected(&self, blacklist: &BTreeSet<u64>) -> BTreeMap<i64, Row> {
+        self.expected_in(&self.readable_message_channels(), blacklist)
+    }
+
+    /// The same for the channels (and threads) the simulator says the bot can read.
+    pub fn expected_readable(&self) -> BTreeMap<i64, Row> {
+        self.expected_in(&self.sim.state().readable_channels(), &BTreeSet::new())
+    }
+
+    pub fn expected_in(&self, channels: &[u64], blacklist: &BTreeSet<u64>) -> BTreeMap<i64, Row> {
         let mut out = BTreeMap::new();
-        for channel in self.readable_message_channels() {
+        for &channel in channels {
             for (id, raw) in self.sim.state().truth(channel) {
                 let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
                 let content = v["content"].as_str().unwrap_or("");

@@ -1,0 +1,305 @@
+//! A whole guild, supervised: every channel kind, threads, permissions, restarts, shutdown.
+
+mod util;
+
+use discord_archiver::app::RunOptions;
+use discord_archiver::simulator::{FaultSpec, GuildSpec, SimConfig};
+use discord_archiver::stats::ChannelStatus;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use util::*;
+
+fn full() -> Harness {
+    Harness::new(SimConfig {
+        guild: GuildSpec::full(),
+        ..SimConfig::default()
+    })
+}
+
+/// The channel ID in a message-route request path, if it is one.
+fn messages_channel(path: &str) -> Option<u64> {
+    let rest = path.strip_prefix("/api/v10/channels/")?;
+    let (id, tail) = rest.split_once('/')?;
+    (tail == "messages").then(|| id.parse().ok())?
+}
+
+#[test]
+fn a_guild_with_every_channel_kind_is_archived_exactly() {
+    let h = full();
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    let expected = h.expected_readable();
+    assert!(expected.len() > 1_000);
+    assert_same_rows(&h.archived(), &expected);
+
+    // Threads of every kind made it in.
+    let state = h.sim.state();
+    let threads: BTreeSet<i64> = state.thread_ids().iter().map(|t| *t as i64).collect();
+    let archived_threads: BTreeSet<i64> = h
+        .archived()
+        .values()
+        .map(|r| r.channel_id)
+        .filter(|c| threads.contains(c))
+        .collect();
+    for kind in [10, 11, 12] {
+        assert!(
+            archived_threads
+                .iter()
+                .any(|t| state.channel_kind(*t as u64) == Some(kind)),
+            "a thread of type {kind} was archived"
+        );
+    }
+
+    // No message request for a category, a forum or media channel, or anything unreadable.
+    let readable: BTreeSet<u64> = state.readable_channels().into_iter().collect();
+    let log = state.request_log();
+    for r in &log {
+        if let Some(channel) = messages_channel(&r.path) {
+            assert!(
+                readable.contains(&channel),
+                "asked for messages of unreadable channel {channel} (kind {:?}): {r:?}",
+                state.channel_kind(channel)
+            );
+        }
+    }
+    // Each readable channel's first page was asked for exactly once: threads seen in two
+    // listings were de-duplicated.
+    let mut first_pages = std::collections::BTreeMap::new();
+    for r in &log {
+        if let Some(channel) = messages_channel(&r.path) {
+            if r.query.starts_with("after=1&") {
+                *first_pages.entry(channel).or_insert(0) += 1;
+            }
+        }
+    }
+    assert!(first_pages.values().all(|n| *n == 1), "{first_pages:?}");
+
+    // Unreadable channels are reported with the permission they lack.
+    let reasons: Vec<String> = report
+        .channels
+        .values()
+        .filter_map(|c| match &c.status {
+            ChannelStatus::Skipped(why) => Some(why.clone()),
+            _ => None,
+        })
+        .collect();
+    for lacking in ["View Channel", "Read Message History", "Connect"] {
+        assert!(
+            reasons.iter().any(|r| r.contains(lacking)),
+            "a channel skipped for {lacking}: {reasons:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unchanged_guild_is_rechecked_with_listing_requests_only() {
+    let h = full();
+    let first = h.run(h.settings(), RunOptions::default());
+    assert_eq!(first.exit_code, 0);
+    let before = h.requests().len();
+    let second = h.run(h.settings(), RunOptions::default());
+    assert_eq!(second.exit_code, 0);
+    let again: Vec<String> = h.requests()[before..].to_vec();
+    assert!(
+        again.iter().all(|r| !r.contains("/messages?")),
+        "{again:#?}"
+    );
+    assert_eq!(second.totals.successfully_loaded, 0);
+    eprintln!(
+        "requests: first run {}, unchanged second run {}",
+        before,
+        again.len()
+    );
+}
+
+#[test]
+fn a_thread_archived_between_two_listings_is_fetched_once() {
+    let h = full();
+    let state = h.sim.state();
+    let moving = state
+        .channel_id_by_name("moving-soon")
+        .expect("the preset has it");
+    state.archive_after_active_listing(moving);
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0);
+    let pages = h
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with(&format!("/api/v10/channels/{moving}/messages?after=1&")))
+        .count();
+    assert_eq!(pages, 1);
+    assert_same_rows(&h.archived(), &h.expected_readable());
+}
+
+#[test]
+fn no_threads_means_no_thread_requests() {
+    let h = full();
+    let mut settings = h.settings();
+    settings.fetch.include_threads = false;
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 0);
+    let threads: BTreeSet<u64> = h.sim.state().thread_ids().into_iter().collect();
+    for r in h.requests() {
+        assert!(!r.contains("/threads"), "{r}");
+        assert!(
+            messages_channel(r.split('?').next().unwrap()).is_none_or(|c| !threads.contains(&c)),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn a_channel_deleted_mid_run_is_skipped_and_the_rest_completes() {
+    let h = Harness::small();
+    let doomed = h.channel_id("three-thousand");
+    h.sim.state().delete_channel_after(doomed, 3);
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert!(matches!(
+        &report.channels[&doomed].status,
+        ChannelStatus::Skipped(why) if why.contains("unknown channel")
+    ));
+    let others: Vec<u64> = h
+        .readable_message_channels()
+        .into_iter()
+        .filter(|c| *c != doomed)
+        .collect();
+    let expected = h.expected_in(&others, &BTreeSet::new());
+    let archived: std::collections::BTreeMap<_, _> = h
+        .archived()
+        .into_iter()
+        .filter(|(_, r)| r.channel_id != doomed as i64)
+        .collect();
+    assert_same_rows(&archived, &expected);
+}
+
+#[test]
+fn a_channel_failing_repeatedly_is_restarted_and_completes() {
+    let h = Harness::small();
+    let flaky = h.channel_id("two-fifty");
+    h.sim.state().set_faults(FaultSpec {
+        fail_first: vec![(flaky, 5)],
+        ..FaultSpec::default()
+    });
+    let mut settings = h.settings();
+    settings.rate.max_retries = 1;
+    settings.fetch.max_restarts = 3;
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    let stats = &report.channels[&flaky].stats;
+    assert!(stats.restarts >= 2, "{stats:?}");
+    assert!(matches!(
+        report.channels[&flaky].status,
+        ChannelStatus::Finished
+    ));
+    assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
+}
+
+#[test]
+fn a_channel_failing_for_good_exits_1_and_the_others_complete() {
+    let h = Harness::small();
+    let broken = h.channel_id("two-fifty");
+    h.sim.state().set_faults(FaultSpec {
+        fail_first: vec![(broken, 1_000)],
+        ..FaultSpec::default()
+    });
+    let mut settings = h.settings();
+    settings.rate.max_retries = 1;
+    settings.fetch.max_restarts = 2;
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 1);
+    assert!(matches!(
+        report.channels[&broken].status,
+        ChannelStatus::Failed(_)
+    ));
+    assert_eq!(report.channels[&broken].stats.restarts, 2);
+    let finished = report
+        .channels
+        .values()
+        .filter(|c| matches!(c.status, ChannelStatus::Finished))
+        .count();
+    assert_eq!(finished, h.readable_message_channels().len() - 1);
+}
+
+#[test]
+fn a_panicking_fetcher_is_restarted_and_the_run_completes() {
+    let h = Harness::small();
+    let channel = h.channel_id("two-fifty");
+    let args = h.archive_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let panic = format!("{channel}:2");
+    let out = h.bin_env(
+        &args,
+        &[
+            ("DISCORD_TOKEN", TOKEN),
+            ("DISCORD_ARCHIVER_TEST_PANIC", &panic),
+        ],
+    );
+    assert_exit(&out, 0, "two panics, then success");
+    assert!(
+        text(&out).contains("injected fetcher panic"),
+        "{}",
+        text(&out)
+    );
+    assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
+}
+
+#[test]
+fn sigterm_saves_what_was_fetched_and_a_rerun_completes_the_archive() {
+    let h = Harness::new(SimConfig {
+        guild: GuildSpec::test_small(),
+        latency: Duration::from_millis(30),
+        ..SimConfig::default()
+    });
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_discord-archiver"));
+    let mut args = h.archive_args();
+    args.extend(["--concurrency".into(), "2".into()]);
+    cmd.args(&args)
+        .env("DISCORD_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // Wait until something is committed, then ask it to stop.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if committed_messages(&h) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing was committed in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 130, "SIGTERM");
+    let partial = h.archived();
+    assert!(!partial.is_empty());
+    let expected = h.expected(&BTreeSet::new());
+    assert!(partial.len() < expected.len(), "stopped before the end");
+    let out = h.bin(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_exit(&out, 0, "re-run");
+    assert_same_rows(&h.archived(), &expected);
+}
+
+/// Messages committed so far, read without disturbing the writer (0 until the schema exists).
+fn committed_messages(h: &Harness) -> i64 {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    if !h.db.exists() {
+        return 0;
+    }
+    let Ok(mut conn) = SqliteConnection::establish(h.db.to_str().unwrap()) else {
+        return 0;
+    };
+    diesel::sql_query("SELECT COUNT(*) AS n FROM messages")
+        .get_result::<Count>(&mut conn)
+        .map_or(0, |c| c.n)
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
