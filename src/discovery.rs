@@ -25,6 +25,8 @@ pub const MESSAGE_CHANNEL_KINDS: [u8; 4] = [0, 2, 5, 13];
 pub const THREAD_KINDS: [u8; 3] = [10, 11, 12];
 /// Channels that can hold threads: text, announcement, forum, media.
 pub const THREAD_PARENT_KINDS: [u8; 4] = [0, 5, 15, 16];
+/// How permission-based skip reasons start (see `permissions::unreadable_reason`).
+const PERMISSION_SKIP: &str = "no permission";
 /// A channel found unreadable (403/404 when asked) is not asked again for this long.
 const SKIP_RECHECK_MS: u64 = 24 * 3600 * 1000;
 
@@ -113,7 +115,15 @@ impl Ctx<'_> {
             return;
         }
         if let Some(known) = self.known.get(&info.id) {
-            if let (Some(reason), Some(at)) = (&known.skip_reason, &known.skipped_at) {
+            // Skips decided by permission math are decided afresh each run; only a channel that
+            // answered 403/404 waits a day before it is asked again.
+            let answered = known
+                .skip_reason
+                .as_deref()
+                .is_some_and(|r| !r.starts_with(PERMISSION_SKIP));
+            if let (true, Some(reason), Some(at)) =
+                (answered, &known.skip_reason, &known.skipped_at)
+            {
                 let recent = crate::time::parse_rfc3339(at)
                     .is_ok_and(|t| self.now_ms.saturating_sub(t) < SKIP_RECHECK_MS);
                 if recent {
@@ -374,7 +384,7 @@ async fn discover_guild(
             continue;
         }
         match unreadable(c, c.kind, &perms) {
-            Some(why) => ctx.skip(c, why.to_owned(), false),
+            Some(why) => ctx.skip(c, why.to_owned(), true),
             None => ctx.consider(c, Some(g), true),
         }
     }
@@ -451,7 +461,7 @@ async fn discover_guild(
         }
         let parent_perms = perms.get(&parent).copied();
         match parent_perms.and_then(|p| permissions::unreadable_reason(0, p)) {
-            Some(why) => ctx.skip(t, format!("{why} (in the parent channel)"), false),
+            Some(why) => ctx.skip(t, format!("{why} (in the parent channel)"), true),
             None => ctx.consider(t, Some(g), true),
         }
     }

@@ -73,6 +73,22 @@ impl Requester {
         &self,
         route: Route,
         stats: &mut Stats,
+        call: F,
+    ) -> Result<Fetched<T>, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Fetched<T>, ApiError>>,
+    {
+        self.request_for(&route.to_string(), route, stats, call)
+            .await
+    }
+
+    /// [`Requester::request`], naming what the request is for in its log lines (`#general`).
+    pub async fn request_for<T, F, Fut>(
+        &self,
+        what: &str,
+        route: Route,
+        stats: &mut Stats,
         mut call: F,
     ) -> Result<Fetched<T>, Failure>
     where
@@ -119,7 +135,7 @@ impl Requester {
                     stats.rate_limit_errors += 1;
                     tracing::warn!(
                         route = %route,
-                        "waiting {retry_after:.1} s: rate limited{}",
+                        "waiting {retry_after:.1} s: rate limited{} in {what}",
                         if *global { " (global)" } else { "" }
                     );
                     permit.complete(Feedback::RateLimited {
@@ -131,7 +147,7 @@ impl Requester {
                     permit.complete(Feedback::Nothing);
                     if retries < self.rate.max_retries {
                         let wait = backoff(retries + 1, self.rate.backoff_cap);
-                        tracing::warn!(route = %route, "{why}; retrying in {:.1} s", wait.as_secs_f64());
+                        tracing::warn!(route = %route, "{why} in {what}; retrying in {:.1} s", wait.as_secs_f64());
                         if self.pause(wait).await {
                             return Err(Failure::Interrupted);
                         }
@@ -495,12 +511,13 @@ async fn fetch_span(
     let progress_every = settings.fetch.progress_interval.max(1);
     let mut cursor = span.cursor;
     let mut batch = Batch::default();
+    let what = label(job);
     loop {
         let route = Route::ChannelMessages(job.channel_id);
         let client = &env.requester.client;
         let fetched = env
             .requester
-            .request(route, stats, || {
+            .request_for(&what, route, stats, || {
                 client.messages_after(job.channel_id, cursor, PAGE_LIMIT)
             })
             .await;
@@ -546,6 +563,7 @@ async fn fetch_span(
             counters.processed.set(counters.processed.get() + 1);
             batch.len += 1;
             batch.last = Some(message.id);
+            let seen = message.id;
             if filter::looks_intentless(&message) {
                 stats.content_missing += 1;
             }
@@ -557,7 +575,7 @@ async fn fetch_span(
                 flush(env, job, span, &mut batch, Flush::Partial, counters, stats).await?;
             }
             if counters.processed.get().is_multiple_of(progress_every) {
-                let at = batch.last.unwrap_or(cursor);
+                let at = seen;
                 progress(
                     env,
                     job,
