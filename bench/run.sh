@@ -40,10 +40,9 @@ run_profile() {
     [ "$blimit" != 0 ] && sim_args+=(--bucket-limit "$blimit" --bucket-window-ms "$bwindow")
     "$BIN" "${sim_args[@]}" > "$WORK/sim.out" 2>&1 &
     local sim=$!
-    for _ in $(seq 100); do grep -q listening "$WORK/sim.out" && break; sleep 0.1; done
+    for _ in $(seq 100); do grep -q '^guild' "$WORK/sim.out" && break; sleep 0.1; done
     local guild
-    guild=$(grep -o 'guild [0-9]*' "$WORK/sim.out" | head -1 | cut -d' ' -f2 || true)
-    guild=${guild:-688403423167119360}
+    guild=$(grep -o '^guild [0-9]*' "$WORK/sim.out" | cut -d' ' -f2)
     rm -f "$WORK"/a.db*
     DISCORD_TOKEN=$TOKEN /usr/bin/time -v -o "$WORK/time.txt" "$BIN" -q archive \
         --db "$WORK/a.db" --api-base "http://127.0.0.1:$port" --guild "$guild" \
@@ -53,7 +52,8 @@ run_profile() {
     sim_stats=$(curl -s "http://127.0.0.1:$port/_sim/stats")
     kill "$sim" 2>/dev/null || true
     wait "$sim" 2>/dev/null || true
-    ROWS+=("$(python3 - "$name" "$channels" "$global" "$blimit" "$bwindow" "$WORK/stats.json" "$WORK/time.txt" "$sim_stats" <<'PY'
+ local row
+    row="$(python3 - "$name" "$channels" "$global" "$blimit" "$bwindow" "$WORK/stats.json" "$WORK/time.txt" "$sim_stats" <<'PY'
 import json, sys
 name, channels, glob, blimit, bwindow, stats_path, time_path, sim = sys.argv[1:9]
 channels, glob, blimit, bwindow = int(channels), float(glob), float(blimit), float(bwindow)
@@ -72,7 +72,9 @@ eff = f"{rps / ceiling:.3f}" if ceiling else "-"
 print(f"{name:<12} {msgs:>9} {wall:>8.1f} {msgs / wall:>10.0f} {rps:>8.1f} {ceiling or float('nan'):>8.1f} {eff:>6} "
       f"{sim['rate_limited_caused']:>6} {t['errors']:>7} {rss:>8.1f} {cpu / max(msgs, 1) * 1e5:>10.2f}")
 PY
-)")
+)"
+    ROWS+=("$row")
+    echo "$row" >&2
 }
 
 while read -r line; do

@@ -22,8 +22,10 @@
 //! - [`actors::supervisor`]: spawns a [`actors::fetcher::Fetcher`] per channel (bounded
 //!   concurrency), restarts failed ones with backoff, fans out [`actors::messages::ProgressEvent`]s,
 //!   and stops everyone on [`actors::messages::Shutdown`].
-//! - [`actors::fetcher`]: pages one channel oldest first (`after` cursor), filters, batches,
-//!   and awaits each commit before the next page.
+//! - [`discovery`]: which channels and threads to fetch (listings, permission math, skips,
+//!   channels with nothing new), every request through the rate limiter.
+//! - [`actors::fetcher`]: pages one channel oldest first (`after` cursor; a long channel in
+//!   parallel time slices), filters, batches, and awaits each commit before the next page.
 //! - [`actors::rate_limiter`]: every request takes a [`actors::rate_limiter::Permit`] and
 //!   returns the response's rate-limit feedback with it.
 //! - [`actors::writer`]: owns the SQLite connection on its own thread.
@@ -32,8 +34,9 @@
 //! - [`progress`]: an observer of [`actors::messages::ProgressEvent`]s (subscribed through
 //!   [`app::RunOptions::progress`]): terminal bars, log lines, or nothing.
 //! - [`export`]: the archive read back oldest first per channel, as JSON Lines or an iterator.
-//! - [`config`], [`cli`], [`time`], [`filter`], [`stats`], [`report`]: settings, arguments,
-//!   snowflake/time math, the seed's filters, statistics, and what the user sees.
+//! - [`config`], [`cli`], [`time`], [`filter`], [`permissions`], [`stats`], [`report`],
+//!   [`faults`]: settings, arguments, snowflake/time math, the seed's filters, Discord's
+//!   permission math, statistics, what the user sees, and test-only fault injection.
 //! - [`simulator`]: a Discord REST stand-in for tests, `demo` and `simulate`; it imports
 //!   nothing from the archiver.
 

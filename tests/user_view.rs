@@ -358,6 +358,26 @@ fn the_intent_warning_stays_quiet_on_normal_guilds() {
 }
 
 #[test]
+fn the_intent_warning_fires_on_an_intentless_guild() {
+    // Without the Message Content intent, Discord empties everyone's messages but the bot's.
+    let h = Harness::new(SimConfig {
+        guild: GuildSpec::test_small(),
+        message_content_intent: false,
+        ..SimConfig::default()
+    });
+    let args = h.archive_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = h.bin(&args);
+    assert_exit(&out, 0, "archive");
+    let all = text(&out);
+    assert!(all.contains("Message Content"), "{all}");
+    assert!(
+        all.contains("skip_empty"),
+        "says what the filter did: {all}"
+    );
+}
+
+#[test]
 fn progress_bars_render_under_a_pseudo_terminal() {
     if std::process::Command::new("script")
         .arg("--version")

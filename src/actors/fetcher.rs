@@ -24,6 +24,7 @@ use crate::time::{snowflake_from_ms, snowflake_ms};
 use actix::prelude::*;
 use std::cell::Cell;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -204,6 +205,12 @@ pub struct FetchEnv {
     pub writer: Addr<Writer>,
     pub supervisor: Addr<Supervisor>,
     pub settings: Arc<Settings>,
+    /// Extra spans (time slices beyond each channel's first) running now, across the run.
+    /// Slices only use concurrency that `max_concurrent_channels` leaves idle: with many
+    /// channels there is none, and memory stays bounded by that setting alone.
+    pub extra_spans: AtomicUsize,
+    /// Fetchers running now (kept by the supervisor).
+    pub active_channels: AtomicUsize,
 }
 
 /// Archives one channel; never panics on bad input, always returns how it ended.
@@ -383,7 +390,9 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
             lane: prefix,
         };
         match fetch_span(env, job, first, &counters, true, stats).await? {
-            SpanEnd::Probed { cursor, page_ms } => spans = split(job, cursor, page_ms),
+            SpanEnd::Probed { cursor, page_ms } => {
+                spans = split(job, cursor, page_ms, spare_spans(env));
+            }
             other => return finish(env, job, &counters, Ok(other)),
         }
     } else {
@@ -406,6 +415,8 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
             });
         }
     }
+    let extra = spans.len().saturating_sub(1);
+    env.extra_spans.fetch_add(extra, Ordering::SeqCst);
     let mut span_stats = vec![Stats::default(); spans.len()];
     let ends = futures_util::future::join_all(
         spans
@@ -414,6 +425,7 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
             .map(|(span, st)| fetch_span(env, job, *span, &counters, false, st)),
     )
     .await;
+    env.extra_spans.fetch_sub(extra, Ordering::SeqCst);
     for st in &span_stats {
         stats.add(st);
     }
@@ -428,9 +440,19 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
     finish(env, job, &counters, outcome)
 }
 
-/// Cuts the rest of a channel, `(cursor, newest]`, into time slices when it is long: snowflakes
-/// carry time, so equal time spans are a fair guess at equal work.
-fn split(job: &ChannelJob, cursor: u64, page_ms: u64) -> Vec<Span> {
+/// How many more spans may start now: the concurrency `max_concurrent_channels` allows,
+/// less the channels (approximated by fetchers allowed) and extra spans already running.
+fn spare_spans(env: &FetchEnv) -> u64 {
+    let budget = env.settings.fetch.max_concurrent_channels as u64;
+    let channels = env.active_channels.load(Ordering::SeqCst) as u64;
+    let extra = env.extra_spans.load(Ordering::SeqCst) as u64;
+    budget.saturating_sub(channels + extra)
+}
+
+/// Cuts the rest of a channel, `(cursor, newest]`, into time slices when it is long (and the
+/// run has `spare` concurrency): snowflakes carry time, so equal time spans are a fair guess
+/// at equal work.
+fn split(job: &ChannelJob, cursor: u64, page_ms: u64, spare: u64) -> Vec<Span> {
     let prefix = Lane::Prefix { extends: true };
     let whole = vec![Span {
         cursor,
@@ -442,7 +464,7 @@ fn split(job: &ChannelJob, cursor: u64, page_ms: u64) -> Vec<Span> {
     };
     let (from, to) = (snowflake_ms(cursor), snowflake_ms(newest));
     let pages = (to - from) / page_ms.max(1);
-    let parts = (pages / SPLIT_MIN_PAGES).min(MAX_SPANS);
+    let parts = (pages / SPLIT_MIN_PAGES).min(MAX_SPANS).min(spare + 1);
     if parts < 2 {
         return whole;
     }

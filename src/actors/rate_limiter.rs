@@ -22,7 +22,7 @@ use tokio::time::Instant;
 /// must never see more than the limit, even when two requests' latencies differ.
 const GLOBAL_SAFETY: f64 = 0.99;
 /// Sent this much after a bucket's announced reset, so rounding never puts us early.
-const RESET_MARGIN: Duration = Duration::from_millis(20);
+const RESET_MARGIN: Duration = Duration::from_millis(10);
 /// Waits announced by bucket headers are capped here: absurd reset values are reported and
 /// not enforced, and well-known archivers cap them the same way. A 429's retry_after is not
 /// capped.
@@ -158,6 +158,9 @@ struct Bucket {
     /// No request of this bucket may start before this (a reset or a 429's retry_after).
     not_before: Option<Instant>,
     in_flight: u32,
+    /// The known window came from the server's headers (not from a 429): when it resets, a
+    /// fresh window holds `limit` requests, as Discord documents.
+    trusted: bool,
     /// Fetchers waiting for their turn, first come first served. A dropped receiver means the
     /// fetcher gave up waiting.
     waiters: VecDeque<oneshot::Sender<Instant>>,
@@ -173,10 +176,10 @@ impl Bucket {
     /// Takes a slot; returns when the request may start.
     fn grant(&mut self, now: Instant) -> Instant {
         if self.reset_at.is_some_and(|r| now >= r) {
-            // The window we knew of is over. What the next one holds is learned from the next
-            // response, not assumed: a 429 that was not about this window (a hidden or shared
-            // limit) does not reset the server's count.
-            self.remaining = None;
+            // The window we knew of is over. After a window the headers described, the next
+            // one is full; after a 429 (perhaps a hidden or shared limit, which does not reset
+            // with our window) it is learned from the next response instead.
+            self.remaining = if self.trusted { self.limit } else { None };
             self.reset_at = None;
         }
         let mut at = now.max(self.not_before.unwrap_or(now));
@@ -185,7 +188,10 @@ impl Bucket {
                 let reset = self.reset_at.unwrap_or(now) + RESET_MARGIN;
                 at = at.max(reset);
                 self.not_before = Some(reset);
-                self.remaining = None;
+                self.remaining = match (self.trusted, self.limit) {
+                    (true, Some(limit)) => Some(limit.saturating_sub(1)),
+                    _ => None,
+                };
                 self.reset_at = None;
             }
             Some(r) => self.remaining = Some(r - 1),
@@ -202,6 +208,7 @@ impl Bucket {
         if let Some(limit) = h.limit {
             self.limit = Some(limit);
         }
+        self.trusted = true;
         // Absurd reset values are not enforced in practice; waiting on them would stall us.
         let reset = now + Duration::from_secs_f64(reset_after).min(cap);
         // Requests still out were counted by the server or will be: assume the worst.
@@ -234,6 +241,10 @@ pub struct GetStats;
 pub struct RateLimiter {
     /// The global bucket, shared with the reply futures that wait on it.
     global: Arc<DefaultDirectRateLimiter>,
+    /// Waiters take global tokens in arrival order (tokio's mutex is fair): channels then
+    /// progress evenly and finish together, instead of a few stragglers at the end running
+    /// alone at their per-channel rate.
+    global_queue: Arc<tokio::sync::Mutex<()>>,
     /// A quarter of the global rate, also taken while the invalid-request budget runs low.
     slow: Arc<DefaultDirectRateLimiter>,
     invalid: InvalidBudget,
@@ -249,6 +260,7 @@ impl RateLimiter {
     pub fn new(per_second: f64) -> Self {
         RateLimiter {
             global: Arc::new(Governor::direct(global_quota(per_second))),
+            global_queue: Arc::new(tokio::sync::Mutex::new(())),
             slow: Arc::new(Governor::direct(global_quota(per_second / 4.0))),
             invalid: InvalidBudget::new(INVALID_WINDOW, INVALID_SLOW_AT, INVALID_STOP_AT),
             paused_until: Rc::new(Cell::new(Instant::now())),
@@ -324,6 +336,7 @@ impl Handler<Acquire> for RateLimiter {
             done: false,
         };
         let global = self.global.clone();
+        let queue = self.global_queue.clone();
         let slow = (budget == BudgetState::Slow).then(|| self.slow.clone());
         let paused = self.paused_until.clone();
         Box::pin(async move {
@@ -344,7 +357,10 @@ impl Handler<Acquire> for RateLimiter {
                     tokio::time::sleep_until(pause).await;
                     continue;
                 }
-                take_token(&global).await;
+                {
+                    let _turn = queue.lock().await;
+                    take_token(&global).await;
+                }
                 // A global 429 may have arrived while we waited for the token.
                 if paused.get() <= Instant::now() {
                     break;
@@ -391,6 +407,7 @@ impl Handler<Release> for RateLimiter {
                         self.paused_until.set(until);
                     }
                 } else {
+                    bucket.trusted = false;
                     bucket.remaining = Some(0);
                     bucket.reset_at = Some(until);
                     bucket.not_before = Some(bucket.not_before.map_or(until, |t| t.max(until)));
@@ -481,9 +498,22 @@ mod tests {
         b.learn(&headers(5, 0, 2.5), now, Duration::from_secs(60));
         let at = b.grant(now);
         assert_eq!(at, now + Duration::from_millis(2500) + RESET_MARGIN);
-        // The next window is learned from the next response, one request at a time till then.
+        // A window the headers described resets to a full one (minus this request).
+        assert_eq!(b.remaining, Some(4));
+    }
+
+    #[test]
+    fn after_a_429_the_next_window_is_learned_not_assumed() {
+        let now = Instant::now();
+        let mut b = Bucket::default();
+        b.learn(&headers(5, 3, 2.0), now, Duration::from_secs(60));
+        // What a 429 does to the bucket (see the Release handler).
+        b.trusted = false;
+        b.remaining = Some(0);
+        b.reset_at = Some(now + Duration::from_secs(1));
+        b.grant(now);
         assert_eq!(b.remaining, None);
-        assert!(!b.can_grant(now + Duration::from_secs(3)));
+        assert!(!b.can_grant(now + Duration::from_secs(2)));
     }
 
     #[test]

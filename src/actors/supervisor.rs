@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::stats::{ChannelReport, ChannelStatus};
 use actix::prelude::*;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
 
@@ -105,6 +106,7 @@ impl Supervisor {
     fn start(&mut self, job: ChannelJob) {
         let env = self.env.clone().expect("env is set in started");
         self.active += 1;
+        env.active_channels.store(self.active, Ordering::SeqCst);
         // Each fetcher gets its own arbiter-local actor; a panic in it ends that actor only.
         Fetcher::new(env, job).start();
     }
@@ -139,6 +141,8 @@ impl Actor for Supervisor {
             writer: self.writer.clone(),
             supervisor: ctx.address(),
             settings: self.settings.clone(),
+            extra_spans: AtomicUsize::new(0),
+            active_channels: AtomicUsize::new(0),
         }));
         self.spawn_more();
         self.finish_if_done(ctx);
@@ -150,6 +154,9 @@ impl Handler<FetcherDone> for Supervisor {
 
     fn handle(&mut self, msg: FetcherDone, ctx: &mut Self::Context) {
         self.active -= 1;
+        if let Some(env) = &self.env {
+            env.active_channels.store(self.active, Ordering::SeqCst);
+        }
         let channel_id = msg.channel_id;
         let report = self
             .reports

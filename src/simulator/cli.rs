@@ -170,8 +170,8 @@ impl SimulateArgs {
     }
 }
 
-/// Runs the simulator until SIGINT or SIGTERM. Prints exactly one line to stdout,
-/// `listening on http://127.0.0.1:PORT`, once it accepts connections.
+/// Runs the simulator until SIGINT or SIGTERM. Prints `listening on http://127.0.0.1:PORT`
+/// once it accepts connections, then `guild ID` (the guild to archive), to stdout.
 pub fn run_cli(args: SimulateArgs) -> anyhow::Result<()> {
     let config = args.to_config()?;
     let server = spawn(config, args.port)
@@ -179,6 +179,7 @@ pub fn run_cli(args: SimulateArgs) -> anyhow::Result<()> {
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {}", server.url())?;
+        writeln!(out, "guild {}", server.state().guild_id())?;
         out.flush()?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
