@@ -406,49 +406,36 @@ async fn discover_guild(
         }
         Err(f) => return Err(failure(f)),
     }
-    for parent in channels.iter().filter(|c| {
-        THREAD_PARENT_KINDS.contains(&c.kind)
-            && !excluded.contains(&c.id)
-            && unreadable(c, 0, &perms).is_none()
-    }) {
-        let p = parent.id;
-        for t in archived(ctx, Route::PublicArchivedThreads(p), |before| {
-            let client = client.clone();
-            async move {
-                client
-                    .public_archived_threads(p, before.ts.as_deref())
-                    .await
-            }
+    // Each parent's archived listings are paged on their own; parents are listed at once, so
+    // a large guild's discovery is bound by the rate limit, not by round trips.
+    let parents: Vec<(u64, bool, bool)> = channels
+        .iter()
+        .filter(|c| {
+            THREAD_PARENT_KINDS.contains(&c.kind)
+                && !excluded.contains(&c.id)
+                && unreadable(c, 0, &perms).is_none()
         })
-        .await?
-        {
-            threads.insert(t.id, t);
-        }
-        if parent.kind != 0 {
+        .map(|c| {
+            let manage = perms
+                .get(&c.id)
+                .is_none_or(|perm| perm & MANAGE_THREADS != 0);
             // Private threads exist in text channels only.
-            continue;
+            (c.id, c.kind == 0, manage)
+        })
+        .collect();
+    let requester = ctx.requester;
+    let mut listed = futures_util::future::join_all(parents.iter().map(|&(p, private, manage)| {
+        let client = client.clone();
+        async move {
+            let mut stats = Stats::default();
+            let result = parent_threads(requester, &client, p, private, manage, &mut stats).await;
+            (result, stats)
         }
-        let manage = perms.get(&p).is_none_or(|perm| perm & MANAGE_THREADS != 0);
-        let listed = if manage {
-            archived(ctx, Route::PrivateArchivedThreads(p), |before| {
-                let client = client.clone();
-                async move {
-                    client
-                        .private_archived_threads(p, before.ts.as_deref())
-                        .await
-                }
-            })
-            .await?
-        } else {
-            archived(ctx, Route::JoinedPrivateArchivedThreads(p), |before| {
-                let client = client.clone();
-                async move { client.joined_private_archived_threads(p, before.id).await }
-            })
-            .await?
-        };
-        for t in listed {
-            threads.insert(t.id, t);
-        }
+    }))
+    .await;
+    for (result, stats) in listed.drain(..) {
+        ctx.stats.add(&stats);
+        threads.extend(result?.into_iter().map(|t| (t.id, t)));
     }
     for t in threads.values() {
         if !THREAD_KINDS.contains(&t.kind) {
@@ -476,10 +463,68 @@ struct Before {
     id: Option<u64>,
 }
 
+/// A parent channel's archived threads: public ones, and private ones (all of them with
+/// Manage Threads, else those the bot joined).
+async fn parent_threads(
+    requester: &Requester,
+    client: &crate::discord::DiscordClient,
+    p: u64,
+    private: bool,
+    manage: bool,
+    stats: &mut Stats,
+) -> Result<Vec<ChannelInfo>, DiscoveryError> {
+    let mut out = archived(
+        requester,
+        stats,
+        Route::PublicArchivedThreads(p),
+        |before| {
+            let client = client.clone();
+            async move {
+                client
+                    .public_archived_threads(p, before.ts.as_deref())
+                    .await
+            }
+        },
+    )
+    .await?;
+    if private {
+        let more = if manage {
+            archived(
+                requester,
+                stats,
+                Route::PrivateArchivedThreads(p),
+                |before| {
+                    let client = client.clone();
+                    async move {
+                        client
+                            .private_archived_threads(p, before.ts.as_deref())
+                            .await
+                    }
+                },
+            )
+            .await?
+        } else {
+            archived(
+                requester,
+                stats,
+                Route::JoinedPrivateArchivedThreads(p),
+                |before| {
+                    let client = client.clone();
+                    async move { client.joined_private_archived_threads(p, before.id).await }
+                },
+            )
+            .await?
+        };
+        out.extend(more);
+    }
+    Ok(out)
+}
+
 /// Pages an archived-thread listing to its end (`has_more: false`). A 403 here means the
 /// listing is not ours to read (no Read Message History / Manage Threads): nothing to add.
 async fn archived<F, Fut>(
-    ctx: &mut Ctx<'_>,
+    requester: &Requester,
+    stats: &mut Stats,
     route: Route,
     mut page: F,
 ) -> Result<Vec<ChannelInfo>, DiscoveryError>
@@ -491,8 +536,11 @@ where
     let mut before = Before::default();
     loop {
         let cursor = before.clone();
-        let list = match ctx.get(route, || page(cursor.clone())).await {
-            Ok(list) => list,
+        let list = match requester
+            .request(route, stats, || page(cursor.clone()))
+            .await
+        {
+            Ok(list) => list.value,
             Err(Failure::Api(ApiError::NoAccess { .. } | ApiError::NotFound { .. })) => {
                 return Ok(out)
             }
@@ -511,13 +559,11 @@ where
         let more = list.has_more;
         out.extend(list.threads);
         // A listing that says "more" but gives no way to ask for it ends here.
-        if !more
-            || (next.ts.is_none()
-                && matches!(
-                    route,
-                    Route::PublicArchivedThreads(_) | Route::PrivateArchivedThreads(_)
-                ))
-        {
+        let by_time = matches!(
+            route,
+            Route::PublicArchivedThreads(_) | Route::PrivateArchivedThreads(_)
+        );
+        if !more || (by_time && next.ts.is_none()) {
             return Ok(out);
         }
         if next.ts == before.ts && next.id == before.id {

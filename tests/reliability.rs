@@ -398,7 +398,7 @@ fn the_invalid_request_budget_stops_a_run_before_half_of_discords_limit() {
     let why = report.stopped.clone().unwrap_or_default();
     assert!(why.contains("invalid-request limit"), "{why}");
     // Past a quarter of the limit it only slowed down; it stops at half, give or take the
-    // requests already in flight (at most one per channel here; see the ignored test below).
+    // requests already in flight (which the limiter counts as if they were invalid).
     assert!(
         (DISCORD_INVALID_LIMIT / 4..DISCORD_INVALID_LIMIT / 2 + 40).contains(&served_429),
         "stopped after {served_429} invalid responses"
@@ -417,10 +417,6 @@ fn the_invalid_request_budget_stops_a_run_before_half_of_discords_limit() {
 /// Strictly before half: the budget must count the requests already in flight, or with many
 /// channels at once the responses still on their way push it past 5,000.
 #[test]
-#[ignore = "needs: src/actors/rate_limiter.rs `Handler<Acquire>` to count permits in flight \
-            against the invalid-request budget (refuse when recorded + in flight >= \
-            INVALID_STOP_AT); today only completed responses count, so 64 channels overshoot \
-            4,999 by up to 64"]
 fn the_invalid_request_budget_counts_requests_in_flight() {
     let h = Harness::new(SimConfig {
         seed: 801,

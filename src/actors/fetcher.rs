@@ -622,6 +622,11 @@ async fn fetch_span(
             return Ok(SpanEnd::Done);
         }
         cursor = page_max.unwrap_or(cursor).max(cursor);
+        if batch_size <= usize::from(PAGE_LIMIT) && batch.last.is_some() {
+            // Batches never straddle pages unless they are bigger than one: a crash then costs
+            // at most the page being fetched.
+            flush(env, job, span, &mut batch, Flush::Partial, counters, stats).await?;
+        }
         if probe {
             flush(env, job, span, &mut batch, Flush::Partial, counters, stats).await?;
             return Ok(SpanEnd::Probed { cursor, page_ms });

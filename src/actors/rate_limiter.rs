@@ -73,9 +73,11 @@ impl InvalidBudget {
         }
     }
 
-    pub fn state(&mut self, now: Instant) -> BudgetState {
+    /// The budget's state, counting `pending` requests not yet answered as if they were
+    /// invalid: any of them may be, and the limit must hold whatever they turn out to be.
+    pub fn state(&mut self, now: Instant, pending: usize) -> BudgetState {
         self.prune(now);
-        match self.times.len() {
+        match self.times.len() + pending {
             n if n >= self.stop_at => BudgetState::Exhausted,
             n if n >= self.slow_at => BudgetState::Slow,
             _ => BudgetState::Normal,
@@ -317,7 +319,8 @@ impl Handler<Acquire> for RateLimiter {
 
     fn handle(&mut self, msg: Acquire, ctx: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
-        let budget = self.invalid.state(now);
+        let pending = self.buckets.values().map(|b| b.in_flight as usize).sum();
+        let budget = self.invalid.state(now, pending);
         if budget == BudgetState::Exhausted {
             return Box::pin(async { Err(BudgetExhausted) });
         }
@@ -443,21 +446,27 @@ mod tests {
     fn the_invalid_request_budget_slows_then_stops_and_forgets_old_errors() {
         let start = Instant::now();
         let mut b = InvalidBudget::new(Duration::from_secs(600), 3, 5);
-        assert_eq!(b.state(start), BudgetState::Normal);
+        assert_eq!(b.state(start, 0), BudgetState::Normal);
         for i in 0..3 {
             b.record(start + Duration::from_secs(i));
         }
-        assert_eq!(b.state(start + Duration::from_secs(3)), BudgetState::Slow);
+        assert_eq!(
+            b.state(start + Duration::from_secs(3), 0),
+            BudgetState::Slow
+        );
         b.record(start + Duration::from_secs(4));
         b.record(start + Duration::from_secs(5));
         assert_eq!(
-            b.state(start + Duration::from_secs(6)),
+            b.state(start + Duration::from_secs(6), 0),
             BudgetState::Exhausted
         );
         // Ten minutes after the first ones, they no longer count.
-        assert_eq!(b.state(start + Duration::from_secs(601)), BudgetState::Slow);
         assert_eq!(
-            b.state(start + Duration::from_secs(605)),
+            b.state(start + Duration::from_secs(601), 0),
+            BudgetState::Slow
+        );
+        assert_eq!(
+            b.state(start + Duration::from_secs(605), 0),
             BudgetState::Normal
         );
     }
