@@ -21,6 +21,8 @@ use tokio::time::Instant;
 /// Headroom against arrival jitter: a server counting requests in a strict sliding second
 /// must never see more than the limit, even when two requests' latencies differ.
 const GLOBAL_SAFETY: f64 = 0.99;
+/// tokio's timer granularity: waits for a global token end this early, then yield.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
 /// Sent this much after a bucket's announced reset, so rounding never puts us early.
 const RESET_MARGIN: Duration = Duration::from_millis(10);
 /// Waits announced by bucket headers are capped here: absurd reset values are reported and
@@ -374,10 +376,22 @@ impl Handler<Acquire> for RateLimiter {
     }
 }
 
-/// Waits for one token of a governor bucket (on tokio's timer).
+/// Waits for one token of a governor bucket. tokio's timer rounds every deadline up to the next
+/// millisecond, which at 50 requests/s would lose a few percent of the rate for good (a burst
+/// of one cannot catch up): so sleep until just before the token is due, then yield until it is.
 async fn take_token(bucket: &DefaultDirectRateLimiter) {
-    while let Err(not_until) = bucket.check() {
-        tokio::time::sleep(not_until.wait_time_from(DefaultClock::default().now())).await;
+    loop {
+        match bucket.check() {
+            Ok(()) => return,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                if wait > TIMER_SLACK {
+                    tokio::time::sleep(wait - TIMER_SLACK).await;
+                } else {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
     }
 }
 
