@@ -3,7 +3,7 @@
 
 use crate::actors::fetcher::{Failure, Requester};
 use crate::actors::messages::{AbortReason, Close, FinishRun, ProgressEvent, Shutdown, StartRun};
-use crate::actors::rate_limiter::RateLimiter;
+use crate::actors::rate_limiter::{GetStats, RateLimiter};
 use crate::actors::supervisor::{StopReason, Supervisor, SupervisorResult};
 use crate::actors::writer::Writer;
 use crate::config::{Settings, Token};
@@ -83,7 +83,7 @@ pub async fn archive(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let requester = Requester {
         client,
-        limiter,
+        limiter: limiter.clone(),
         rate: settings.rate.clone(),
         shutdown: shutdown_rx,
     };
@@ -131,6 +131,7 @@ pub async fn archive(
         .await
         .map_err(|_| RunError::Discovery("the supervisor stopped without a result".into()))?;
 
+    let rate_limiter = limiter.send(GetStats).await.ok();
     let mut channels = result.channels;
     channels.extend(skipped.into_iter().map(|r| (r.channel_id, r)));
     let mut totals = Stats::default();
@@ -148,6 +149,7 @@ pub async fn archive(
         discovery_requests: discovery.requests,
         channels,
         process: crate::stats::ProcessMetrics::read(),
+        rate_limiter,
     };
     let stats_json = serde_json::to_string(&report).expect("reports serialize");
     if let Ok(Err(e)) = writer

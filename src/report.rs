@@ -580,6 +580,7 @@ mod tests {
             totals,
             discovery_requests: 2,
             process: None,
+            rate_limiter: None,
             channels,
         };
         let text = summary(&report);

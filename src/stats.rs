@@ -113,6 +113,8 @@ pub struct RunReport {
     pub channels: BTreeMap<u64, ChannelReport>,
     /// This process's resource use at the end of the run (Linux; `None` elsewhere).
     pub process: Option<ProcessMetrics>,
+    /// Permits granted, 429s, global pauses and invalid responses seen by the rate limiter.
+    pub rate_limiter: Option<crate::actors::rate_limiter::LimiterStats>,
 }
 
 /// Peak memory and CPU time of this process, for benchmarks.

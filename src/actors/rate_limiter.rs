@@ -229,8 +229,8 @@ impl Bucket {
     }
 }
 
-/// Counters the supervisor reports at the end of a run.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// The limiter's own counters, in the run's report (`--stats-json`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct LimiterStats {
     pub granted: u64,
     pub rate_limited: u64,
