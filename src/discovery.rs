@@ -349,17 +349,22 @@ async fn discover_guild(
             Err(f) => return Err(failure(f)),
         },
     };
-    if member.is_none() {
-        tracing::warn!("guild {g}: cannot read the bot's roles; asking every channel");
-    }
+
+    // A guild object without its @everyone role (the role whose ID is the guild's) cannot be
+    // reasoned about: better to ask every channel than to skip readable ones.
     let base = match (&member, &info) {
-        (Some(m), Some(info)) => Some(permissions::base_permissions(m, &info.roles)),
+        (Some(m), Some(info)) if info.roles.iter().any(|r| r.id == g) => {
+            Some(permissions::base_permissions(m, &info.roles))
+        }
         _ => None,
     };
     let channels = ctx
         .get(Route::GuildChannels(g), || client.guild_channels(g))
         .await
         .map_err(not_found)?;
+    if base.is_none() {
+        tracing::warn!("guild {g}: cannot read the bot's roles; asking every channel");
+    }
     let excluded: HashSet<u64> = guild.exclude_channels.iter().copied().collect();
 
     // Effective permissions per channel; threads inherit their parent's.

@@ -66,7 +66,8 @@ struct MessageView<'a> {
     author: AuthorView<'a>,
     #[serde(borrow, default)]
     content: Cow<'a, str>,
-    #[serde(borrow)]
+    // Discord always sends it; a server that does not still gets its messages archived.
+    #[serde(borrow, default)]
     timestamp: Cow<'a, str>,
     #[serde(borrow, default)]
     edited_timestamp: Option<Cow<'a, str>>,
@@ -88,7 +89,7 @@ struct MessageView<'a> {
 struct AuthorView<'a> {
     #[serde(deserialize_with = "snowflake")]
     id: u64,
-    #[serde(borrow)]
+    #[serde(borrow, default)]
     username: Cow<'a, str>,
     #[serde(default)]
     bot: bool,
@@ -291,6 +292,17 @@ mod tests {
         let served: Vec<serde_json::Value> = serde_json::from_str(PAGE).unwrap();
         let kept: serde_json::Value = serde_json::from_str(reply.raw.as_str()).unwrap();
         assert_eq!(kept, served[0]);
+    }
+
+    #[test]
+    fn messages_missing_optional_looking_fields_are_still_archived() {
+        let page = parse_messages(br#"[{"id":"5","author":{"id":"1"}}]"#.to_vec()).unwrap();
+        let m = &page.messages[0];
+        assert_eq!(
+            (m.id, m.author_name.as_str(), m.created_at.as_str()),
+            (5, "", "")
+        );
+        assert_eq!(m.raw.as_str(), r#"{"id":"5","author":{"id":"1"}}"#);
     }
 
     #[test]
