@@ -3,7 +3,9 @@
 //! Pages are requested with `after=<cursor>` (Discord returns the 100 messages right after the
 //! cursor, newest first), filtered, cut into batches of `batch_size` and sent to the writer
 //! with the checkpoint they cover. The next page is requested only after the previous batch
-//! committed, so at most one page per channel is ever fetched but not yet durable.
+//! committed (and a batch no larger than a page never straddles two), so at most one page per
+//! span is ever fetched but not yet durable. A long channel is paged as up to four spans at
+//! once (time slices, recorded in `fetch_slices`), when the run has concurrency to spare.
 
 use super::messages::{
     AbortReason, Acquire, FetcherDone, LoadCheckpoint, LoadSlices, MarkSkipped, Outcome,
