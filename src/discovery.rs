@@ -155,7 +155,7 @@ impl Ctx<'_> {
             guild_id: info.guild_id.or(guild_id),
             name: info.name.clone(),
             kind: info.kind,
-            newest: info.last_message_id,
+            newest: info.newest(),
         });
     }
 
@@ -165,14 +165,18 @@ impl Ctx<'_> {
         if self.settings.is_explicit_range() {
             return false;
         }
-        let Some(cp) = self.checkpoints.get(&info.id) else {
-            return false;
-        };
-        cp.complete
-            && info
-                .last_message_id
-                .is_none_or(|newest| cp.last_message_id >= to_i64(newest))
+        self.checkpoints
+            .get(&info.id)
+            .is_some_and(|cp| nothing_new(cp, info.last_message_id))
     }
+}
+
+/// Whether a complete checkpoint already covers the newest message a listing reported. A
+/// listing that does not mention `last_message_id` at all proves nothing; a null one means
+/// the channel never had a message.
+fn nothing_new(cp: &CheckpointRow, listed: Option<Option<u64>>) -> bool {
+    cp.complete
+        && listed.is_some_and(|newest| newest.is_none_or(|n| cp.last_message_id >= to_i64(n)))
 }
 
 fn label(info: &ChannelInfo) -> String {
@@ -188,7 +192,7 @@ fn row(info: &ChannelInfo, guild_id: Option<u64>) -> ChannelRow {
         name: info.name.clone(),
         kind: i32::from(info.kind),
         parent_id: info.parent_id.map(to_i64),
-        last_message_id: info.last_message_id.map(to_i64),
+        last_message_id: info.newest().map(to_i64),
         updated_at: crate::time::now_rfc3339(),
     }
 }
@@ -575,5 +579,45 @@ where
             return Ok(out);
         }
         before = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(last: i64, complete: bool) -> CheckpointRow {
+        CheckpointRow {
+            channel_id: 1,
+            last_message_id: last,
+            last_fetch_timestamp: String::new(),
+            oldest_message_id: None,
+            oldest_message_timestamp: None,
+            total_messages: 0,
+            complete,
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_a_listed_newest_message_can_spare_the_request() {
+        assert!(nothing_new(&cp(100, true), Some(Some(100))));
+        assert!(nothing_new(&cp(100, true), Some(Some(90))));
+        assert!(
+            !nothing_new(&cp(100, true), Some(Some(101))),
+            "a newer message"
+        );
+        assert!(
+            !nothing_new(&cp(100, false), Some(Some(90))),
+            "the last run stopped early"
+        );
+        assert!(
+            nothing_new(&cp(0, true), Some(None)),
+            "null: never a message"
+        );
+        assert!(
+            !nothing_new(&cp(100, true), None),
+            "not listed: proves nothing"
+        );
     }
 }

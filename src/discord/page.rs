@@ -123,6 +123,18 @@ fn opt_snowflake<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Erro
     Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
 }
 
+/// A field that may be absent (`None`, via `default`), null (`Some(None)`) or a snowflake.
+fn listed_snowflake<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    opt_snowflake(d).map(Some)
+}
+
+impl ChannelInfo {
+    /// The newest message ID the listing reported, if it reported one.
+    pub fn newest(&self) -> Option<u64> {
+        self.last_message_id.flatten()
+    }
+}
+
 fn bad_body(what: &str, e: impl std::fmt::Display) -> ApiError {
     // Malformed or truncated bodies are what a flaky proxy or connection produces: retry.
     ApiError::Transient(format!("malformed {what}: {e}"))
@@ -192,8 +204,9 @@ pub struct ChannelInfo {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "opt_snowflake")]
     pub parent_id: Option<u64>,
-    #[serde(default, deserialize_with = "opt_snowflake")]
-    pub last_message_id: Option<u64>,
+    /// `None`: the listing did not say; `Some(None)`: it said the channel has no message.
+    #[serde(default, deserialize_with = "listed_snowflake")]
+    pub last_message_id: Option<Option<u64>>,
     #[serde(default)]
     pub position: Option<i64>,
     #[serde(default)]
@@ -368,7 +381,10 @@ mod tests {
         let channels: Vec<ChannelInfo> = parse_json("channels", body).unwrap();
         assert_eq!(channels.len(), 3);
         assert_eq!(channels[1].parent_id, Some(1));
-        assert_eq!(channels[1].last_message_id, Some(99));
-        assert_eq!(channels[2].last_message_id, None);
+        assert_eq!(channels[1].last_message_id, Some(Some(99)));
+        assert_eq!(channels[1].newest(), Some(99));
+        // Null (no message ever) is not the same as not listed at all.
+        assert_eq!(channels[2].last_message_id, Some(None));
+        assert_eq!(channels[0].last_message_id, None);
     }
 }
