@@ -196,14 +196,6 @@ pub struct RateSettings {
     pub request_delay: Duration,
 }
 
-impl RateSettings {
-    /// The spacing of requests at `global_per_second`, saturating instead of panicking
-    /// for absurdly small rates (validation only guarantees > 0).
-    pub fn request_interval(&self) -> Duration {
-        Duration::try_from_secs_f64(1.0 / self.global_per_second).unwrap_or(Duration::MAX)
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchSettings {
     /// Messages per writer batch, i.e. per transaction (1..=10 000).
@@ -2014,14 +2006,6 @@ id = 234567890123456789
         assert_eq!(log_level(0, 1), LevelFilter::WARN);
         assert_eq!(log_level(0, 2), LevelFilter::ERROR);
         assert_eq!(log_level(0, 9), LevelFilter::OFF);
-    }
-
-    #[test]
-    fn request_interval_saturates() {
-        let mut rate = Settings::default().rate;
-        assert_eq!(rate.request_interval(), Duration::from_millis(20));
-        rate.global_per_second = 1e-300;
-        assert_eq!(rate.request_interval(), Duration::MAX);
     }
 
     /// One edit of the example: insert, delete or replace a character somewhere.

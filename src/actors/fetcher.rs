@@ -272,8 +272,18 @@ fn storage_failure(e: StorageError) -> Failure {
     Failure::Storage(e.to_string(), fatal)
 }
 
-fn writer_gone<E>(_: E) -> Failure {
-    Failure::Storage("the writer stopped".into(), true)
+/// Asks the writer and waits for its answer (after commit, for a batch).
+async fn ask<M, R>(env: &FetchEnv, msg: M) -> Result<R, Failure>
+where
+    M: actix::Message<Result = Result<R, StorageError>> + Send + 'static,
+    R: Send + 'static,
+    Writer: Handler<M>,
+{
+    env.writer
+        .send(msg)
+        .await
+        .map_err(|_| Failure::Storage("the writer stopped".into(), true))?
+        .map_err(storage_failure)
 }
 
 /// A batch being assembled: the messages to store and how far it covers.
@@ -335,14 +345,13 @@ const MAX_SPANS: u64 = 4;
 async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outcome, Failure> {
     let settings = &env.settings;
     let bounds = &settings.bounds;
-    let checkpoint = env
-        .writer
-        .send(LoadCheckpoint {
+    let checkpoint = ask(
+        env,
+        LoadCheckpoint {
             channel_id: job.channel_id,
-        })
-        .await
-        .map_err(writer_gone)?
-        .map_err(storage_failure)?;
+        },
+    )
+    .await?;
     let saved = checkpoint
         .as_ref()
         .map_or(0, |c| c.last_message_id.max(0) as u64);
@@ -374,14 +383,13 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
             label(job)
         );
     }
-    let slices = env
-        .writer
-        .send(LoadSlices {
+    let slices = ask(
+        env,
+        LoadSlices {
             channel_id: job.channel_id,
-        })
-        .await
-        .map_err(writer_gone)?
-        .map_err(storage_failure)?;
+        },
+    )
+    .await?;
     let prefix = Lane::Prefix { extends: true };
     let mut spans = Vec::new();
     if slices.is_empty() {
@@ -712,17 +720,16 @@ async fn flush(
         now: crate::time::now_rfc3339(),
         slice,
     };
-    let report = env
-        .writer
-        .send(SaveBatch {
+    let report = ask(
+        env,
+        SaveBatch {
             channel_id: job.channel_id,
             guild_id: job.guild_id,
             messages: taken.keep,
             checkpoint: update,
-        })
-        .await
-        .map_err(writer_gone)?
-        .map_err(storage_failure)?;
+        },
+    )
+    .await?;
     stats.batches_saved += 1;
     stats.successfully_loaded += report.inserted as u64;
     counters

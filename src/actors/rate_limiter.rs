@@ -301,7 +301,10 @@ impl RateLimiter {
 /// than `rate` requests (governor's default burst of `rate` would allow about twice that
 /// across a second boundary).
 fn global_quota(per_second: f64) -> Quota {
-    let period = Duration::from_secs_f64(1.0 / (per_second * GLOBAL_SAFETY));
+    // Validation only promises a positive rate: an absurdly small one waits a day, not panics.
+    let period = Duration::try_from_secs_f64(1.0 / (per_second * GLOBAL_SAFETY))
+        .unwrap_or(Duration::MAX)
+        .min(Duration::from_secs(86_400));
     Quota::with_period(period.max(Duration::from_nanos(1)))
         .expect("period is positive")
         .allow_burst(NonZeroU32::MIN)
@@ -483,6 +486,13 @@ mod tests {
             b.state(start + Duration::from_secs(605), 0),
             BudgetState::Normal
         );
+    }
+
+    #[test]
+    fn absurd_global_rates_do_not_panic() {
+        for rate in [1e-300, f64::MIN_POSITIVE, 1e12] {
+            let _ = global_quota(rate);
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::error::ApiError;
 use super::headers::RateLimitHeaders;
 use super::page::{self, parse_json, ChannelInfo, GuildInfo, MemberInfo, Page, ThreadList};
 use crate::config::{ApiBase, Token};
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 use twilight_http::Response;
@@ -60,8 +61,7 @@ impl DiscordClient {
             .channel_messages(id(channel_id)?)
             .after(id(after.max(1))?)
             .limit(limit);
-        let response = request.await.map_err(|e| ApiError::from_http(&e))?;
-        let (headers, body) = read(response).await?;
+        let (headers, body) = read(send(request).await?).await?;
         Ok(Fetched {
             value: page::parse_messages(body)?,
             headers,
@@ -73,32 +73,17 @@ impl DiscordClient {
         &self,
         guild_id: u64,
     ) -> Result<Fetched<Vec<ChannelInfo>>, ApiError> {
-        let response = self
-            .http
-            .guild_channels(id(guild_id)?)
-            .await
-            .map_err(|e| ApiError::from_http(&e))?;
-        json(response, "channel list").await
+        json(self.http.guild_channels(id(guild_id)?), "channel list").await
     }
 
     /// `GET /channels/{id}`.
     pub async fn channel(&self, channel_id: u64) -> Result<Fetched<ChannelInfo>, ApiError> {
-        let response = self
-            .http
-            .channel(id(channel_id)?)
-            .await
-            .map_err(|e| ApiError::from_http(&e))?;
-        json(response, "channel").await
+        json(self.http.channel(id(channel_id)?), "channel").await
     }
 
     /// `GET /guilds/{id}`: the owner and the roles, for permission math.
     pub async fn guild(&self, guild_id: u64) -> Result<Fetched<GuildInfo>, ApiError> {
-        let response = self
-            .http
-            .guild(id(guild_id)?)
-            .await
-            .map_err(|e| ApiError::from_http(&e))?;
-        json(response, "guild").await
+        json(self.http.guild(id(guild_id)?), "guild").await
     }
 
     /// `GET /guilds/{id}/members/{user}`: the bot's roles.
@@ -107,22 +92,16 @@ impl DiscordClient {
         guild_id: u64,
         user_id: u64,
     ) -> Result<Fetched<MemberInfo>, ApiError> {
-        let response = self
-            .http
-            .guild_member(id(guild_id)?, id(user_id)?)
-            .await
-            .map_err(|e| ApiError::from_http(&e))?;
-        json(response, "guild member").await
+        json(
+            self.http.guild_member(id(guild_id)?, id(user_id)?),
+            "guild member",
+        )
+        .await
     }
 
     /// `GET /guilds/{id}/threads/active`: every active thread the bot can see.
     pub async fn active_threads(&self, guild_id: u64) -> Result<Fetched<ThreadList>, ApiError> {
-        let response = self
-            .http
-            .active_threads(id(guild_id)?)
-            .await
-            .map_err(|e| ApiError::from_http(&e))?;
-        json(response, "active threads").await
+        json(self.http.active_threads(id(guild_id)?), "active threads").await
     }
 
     /// `GET /channels/{id}/threads/archived/public?before=<ISO 8601>`, newest archive first.
@@ -138,8 +117,7 @@ impl DiscordClient {
         if let Some(before) = before {
             request = request.before(before);
         }
-        let response = request.await.map_err(|e| ApiError::from_http(&e))?;
-        json(response, "archived threads").await
+        json(request, "archived threads").await
     }
 
     /// `GET /channels/{id}/threads/archived/private?before=<ISO 8601>` (needs Manage Threads).
@@ -155,8 +133,7 @@ impl DiscordClient {
         if let Some(before) = before {
             request = request.before(before);
         }
-        let response = request.await.map_err(|e| ApiError::from_http(&e))?;
-        json(response, "archived threads").await
+        json(request, "archived threads").await
     }
 
     /// `GET /channels/{id}/users/@me/threads/archived/private?before=<snowflake>`: the private
@@ -173,8 +150,7 @@ impl DiscordClient {
         if let Some(before) = before {
             request = request.before(id(before)?);
         }
-        let response = request.await.map_err(|e| ApiError::from_http(&e))?;
-        json(response, "archived threads").await
+        json(request, "archived threads").await
     }
 
     /// `GET /users/@me`: proves the token works before anything else happens.
@@ -183,12 +159,7 @@ impl DiscordClient {
         struct Me {
             id: String,
         }
-        let response = self
-            .http
-            .current_user()
-            .await
-            .map_err(|e| ApiError::from_http(&e))?;
-        let (headers, body) = read(response).await?;
+        let (headers, body) = read(send(self.http.current_user()).await?).await?;
         let me: Me = serde_json::from_slice(&body)
             .map_err(|e| ApiError::Transient(format!("malformed user: {e}")))?;
         let user_id = me
@@ -206,15 +177,25 @@ fn id<T>(raw: u64) -> Result<Id<T>, ApiError> {
     Id::new_checked(raw).ok_or_else(|| ApiError::Fatal("an ID of 0 is not a snowflake".into()))
 }
 
-async fn json<T: serde::de::DeserializeOwned, M>(
-    response: Response<M>,
-    what: &str,
-) -> Result<Fetched<T>, ApiError> {
-    let (headers, body) = read(response).await?;
+/// Sends a request and parses its JSON body.
+async fn json<T, M, R>(request: R, what: &str) -> Result<Fetched<T>, ApiError>
+where
+    T: serde::de::DeserializeOwned,
+    R: IntoFuture<Output = Result<Response<M>, twilight_http::Error>>,
+{
+    let (headers, body) = read(send(request).await?).await?;
     Ok(Fetched {
         value: parse_json(what, &body)?,
         headers,
     })
+}
+
+/// Sends a request; a failure comes back classified.
+async fn send<M, R>(request: R) -> Result<Response<M>, ApiError>
+where
+    R: IntoFuture<Output = Result<Response<M>, twilight_http::Error>>,
+{
+    request.await.map_err(|e| ApiError::from_http(&e))
 }
 
 /// Reads headers and the whole body once; the body is parsed by the caller, never by twilight.

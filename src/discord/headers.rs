@@ -46,11 +46,6 @@ impl RateLimitHeaders {
         }
         h
     }
-
-    /// True when the response carried bucket information at all.
-    pub fn has_bucket(&self) -> bool {
-        self.remaining.is_some() && self.reset_after.is_some()
-    }
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -83,7 +78,7 @@ mod tests {
         assert_eq!(h.reset_after, Some(1.337));
         assert_eq!(h.bucket.as_deref(), Some("abcd1234"));
         assert!(!h.global);
-        assert!(h.has_bucket());
+        assert!(h.remaining.is_some() && h.reset_after.is_some());
     }
 
     #[test]
@@ -94,7 +89,7 @@ mod tests {
         ]);
         assert!(h.global);
         assert_eq!(h.scope.as_deref(), Some("global"));
-        assert!(!h.has_bucket());
+        assert!(h.remaining.is_none() && h.reset_after.is_none());
     }
 
     #[test]
