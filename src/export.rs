@@ -251,7 +251,7 @@ mod tests {
                 edited_at: None,
                 message_type: 19,
                 reference_message_id: (id == 2).then_some(1),
-                raw_json: raws[id as usize].clone(),
+                raw_json: raws[id as usize].as_str().into(),
             })
             .collect();
         diesel::insert_into(messages::table)

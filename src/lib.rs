@@ -11,10 +11,14 @@
 //!                 │ outcomes,    │◄──┤ channel  │
 //!                 │ progress     │   └────┬─────┘ SaveBatch (send().await: backpressure)
 //!                 └──────────────┘        ▼
-//!                                   ┌──────────┐  one IMMEDIATE transaction per batch:
-//!                                   │  Writer  │  INSERT OR IGNORE rows + checkpoint upsert
-//!                                   │SyncArbiter(1)│ → SQLite (WAL)
-//!                                   └──────────┘
+//!                                   ┌───────────┐ group commit: batches queued while the
+//!                                   │ Committer │ writer is busy share its next transaction
+//!                                   └────┬──────┘
+//!                                        ▼ SaveGroup
+//!                                   ┌──────────┐  one IMMEDIATE transaction per group:
+//!                                   │  Writer  │  each batch's rows + its checkpoint
+//!                                   │SyncArbiter(1)│ → SQLite (WAL; checkpointed by a
+//!                                   └──────────┘     second connection on its own thread)
 //! ```
 //!
 //! - [`app`]: a run end to end: open the archive, check the token, discover channels, start
@@ -28,6 +32,7 @@
 //!   parallel time slices), filters, batches, and awaits each commit before the next page.
 //! - [`actors::rate_limiter`]: every request takes a [`actors::rate_limiter::Permit`] and
 //!   returns the response's rate-limit feedback with it.
+//! - [`actors::committer`]: group commit in front of the writer.
 //! - [`actors::writer`]: owns the SQLite connection on its own thread.
 //! - [`discord`]: the only HTTP code (twilight-http), pages with raw JSON kept, errors classified.
 //! - [`storage`]: schema, migrations, queries; opening refuses files that are not ours.

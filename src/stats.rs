@@ -122,6 +122,8 @@ pub struct RunReport {
 pub struct ProcessMetrics {
     pub peak_rss_bytes: u64,
     pub cpu_seconds: f64,
+    /// The writer thread's share of `cpu_seconds` (SQLite): the pipeline's serial stage.
+    pub writer_cpu_seconds: Option<f64>,
 }
 
 impl ProcessMetrics {
@@ -136,18 +138,30 @@ impl ProcessMetrics {
             .trim()
             .parse()
             .ok()?;
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        // The kernel's USER_HZ is 100 on every Linux this runs on.
+        let writer = std::fs::read_dir("/proc/self/task").ok().and_then(|tasks| {
+            tasks.flatten().find_map(|task| {
+                let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                (comm.trim_end() == crate::actors::writer::THREAD_NAME)
+                    .then(|| cpu_seconds(&task.path().join("stat")))?
+            })
+        });
         Some(ProcessMetrics {
             peak_rss_bytes: kb * 1024,
-            cpu_seconds: ticks as f64 / 100.0,
+            cpu_seconds: cpu_seconds(std::path::Path::new("/proc/self/stat"))?,
+            writer_cpu_seconds: writer,
         })
     }
+}
+
+/// utime + stime from a `/proc` `stat` file, in seconds.
+fn cpu_seconds(path: &std::path::Path) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // The kernel's USER_HZ is 100 on every Linux this runs on.
+    Some(ticks as f64 / 100.0)
 }
 
 impl RunReport {

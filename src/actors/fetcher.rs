@@ -7,6 +7,7 @@
 //! span is ever fetched but not yet durable. A long channel is paged as up to four spans at
 //! once (time slices, recorded in `fetch_slices`), when the run has concurrency to spare.
 
+use super::committer::Committer;
 use super::messages::{
     AbortReason, Acquire, FetcherDone, LoadCheckpoint, LoadSlices, MarkSkipped, Outcome,
     ProgressEvent, SaveBatch,
@@ -205,6 +206,8 @@ pub fn backoff(n: u32, cap: Duration) -> Duration {
 pub struct FetchEnv {
     pub requester: Requester,
     pub writer: Addr<Writer>,
+    /// Where batches go: the writer, through group commit.
+    pub committer: Addr<Committer>,
     pub supervisor: Addr<Supervisor>,
     pub settings: Arc<Settings>,
     /// Extra spans (time slices beyond each channel's first) running now, across the run.
@@ -268,7 +271,7 @@ async fn record_skip(env: &FetchEnv, job: &ChannelJob, reason: &str) {
 
 fn storage_failure(e: StorageError) -> Failure {
     // A full disk or a halted writer fails every channel alike: stop the run, keep what is saved.
-    let fatal = e.is_disk_full() || matches!(e, StorageError::Halted);
+    let fatal = e.is_disk_full() || matches!(e, StorageError::Halted | StorageError::Closed);
     Failure::Storage(e.to_string(), fatal)
 }
 
@@ -688,7 +691,7 @@ async fn flush(
     let oldest = taken
         .keep
         .first()
-        .map(|m| (to_i64(m.id), m.created_at.clone()));
+        .map(|m| (to_i64(m.id), m.created_at.to_string()));
     let span_done = matches!(how, Flush::SpanEnd | Flush::ReachedNewest);
     let (last_message_id, complete, slice) = match span.lane {
         Lane::Prefix { extends: false } => (None, None, None),
@@ -720,16 +723,18 @@ async fn flush(
         now: crate::time::now_rfc3339(),
         slice,
     };
-    let report = ask(
-        env,
-        SaveBatch {
-            channel_id: job.channel_id,
-            guild_id: job.guild_id,
-            messages: taken.keep,
-            checkpoint: update,
-        },
-    )
-    .await?;
+    let batch = SaveBatch {
+        channel_id: job.channel_id,
+        guild_id: job.guild_id,
+        messages: taken.keep,
+        checkpoint: update,
+    };
+    let report = env
+        .committer
+        .send(batch)
+        .await
+        .map_err(|_| Failure::Storage("the writer stopped".into(), true))?
+        .map_err(storage_failure)?;
     stats.batches_saved += 1;
     stats.successfully_loaded += report.inserted as u64;
     counters

@@ -23,7 +23,7 @@ pub struct Release {
     pub feedback: Feedback,
 }
 
-/// Fetcher → writer: store these messages and move the checkpoint, in one transaction.
+/// Fetcher → committer: store these messages and move the checkpoint, in one transaction.
 /// The reply comes after commit.
 #[derive(Message)]
 #[rtype(result = "Result<SaveReport, StorageError>")]
@@ -34,6 +34,12 @@ pub struct SaveBatch {
     pub messages: Vec<FetchedMessage>,
     pub checkpoint: CheckpointUpdate,
 }
+
+/// Committer → writer: these batches, in one transaction (each with its checkpoint update).
+/// One result per batch, in order.
+#[derive(Message)]
+#[rtype(result = "Vec<Result<SaveReport, StorageError>>")]
+pub struct SaveGroup(pub Vec<SaveBatch>);
 
 #[derive(Debug, Clone, Copy)]
 pub struct SaveReport {

@@ -1,5 +1,6 @@
-//! The actors of a run: supervisor, fetchers, rate limiter and writer, and the messages between them.
+//! The actors of a run: supervisor, fetchers, rate limiter, committer and writer, and the messages between them.
 
+pub mod committer;
 pub mod fetcher;
 pub mod messages;
 pub mod rate_limiter;

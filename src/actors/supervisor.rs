@@ -5,6 +5,7 @@
 //! an actor even when it stopped because its work was done): restarts are decided here, from
 //! the outcome each fetcher reports.
 
+use super::committer::Committer;
 use super::fetcher::{backoff, ChannelJob, FetchEnv, Fetcher, Requester};
 use super::messages::{AbortReason, FetcherDone, Outcome, ProgressEvent, Shutdown};
 use super::writer::Writer;
@@ -139,6 +140,7 @@ impl Actor for Supervisor {
         self.env = Some(Arc::new(FetchEnv {
             requester: self.requester.clone(),
             writer: self.writer.clone(),
+            committer: Committer::new(self.writer.clone()).start(),
             supervisor: ctx.address(),
             settings: self.settings.clone(),
             extra_spans: AtomicUsize::new(0),

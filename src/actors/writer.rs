@@ -1,20 +1,32 @@
 //! The writer actor: the one thread (an actix `SyncArbiter`) that owns the SQLite connection.
 //!
-//! Every batch is one IMMEDIATE transaction holding its messages and the checkpoint that
-//! covers them, and the reply is sent only after commit: a fetcher that has its reply knows
-//! its batch is durable, and a crash at any moment leaves checkpoint and rows consistent.
+//! Every batch commits in the same IMMEDIATE transaction as the checkpoint that covers it, and
+//! the reply is sent only after commit: a fetcher that has its reply knows its batch is
+//! durable, and a crash at any moment leaves checkpoints and rows consistent. Batches arrive in
+//! groups (see [`super::committer`]): one transaction per group, one checkpoint update per
+//! batch.
 
 use super::messages::{
     Close, FinishRun, LoadChannels, LoadCheckpoint, LoadCheckpoints, LoadSlices, MarkSkipped,
-    RecordChannels, SaveBatch, SaveReport, StartRun,
+    RecordChannels, SaveBatch, SaveGroup, SaveReport, StartRun,
 };
-use crate::storage::models::{CheckpointRow, KnownChannel, NewMessage, SliceRow};
+use crate::discord::FetchedMessage;
+use crate::storage::checkpointer::Checkpointer;
+use crate::storage::models::{CheckpointRow, KnownChannel, NewMessage, SliceRow, StoredText};
 use crate::storage::{queries, Archive, StorageError};
 use actix::prelude::*;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// The writer thread's name (profilers and the run report's CPU figures find it by name).
+pub const THREAD_NAME: &str = "archive-writer";
+
 pub struct Writer {
+    /// Copies committed pages into the database off this thread (`None` if it could not start:
+    /// the connection's own auto-checkpoint still does it). Declared first: dropped, and its
+    /// connection closed, before the archive's.
+    checkpointer: Option<Checkpointer>,
     /// `None` once closed: the connection is gone and the file lock released.
     archive: Option<Archive>,
     /// Test hook: after this many committed batches, refuse every later one, as if the
@@ -34,17 +46,24 @@ impl Writer {
     pub fn start(archive: Archive, halt_after: Option<u64>) -> Addr<Writer> {
         // SyncArbiter wants a factory it may call again; the archive can only be handed over once.
         let slot = Arc::new(Mutex::new(Some(archive)));
-        SyncArbiter::start(1, move || Writer {
-            archive: Some(
-                slot.lock()
-                    .expect("writer factory lock")
-                    .take()
-                    .expect("the writer thread starts once"),
-            ),
-            halt_after,
-            committed: 0,
-            checkpoints: HashMap::new(),
-            slices: HashMap::new(),
+        let thread = || std::thread::Builder::new().name(THREAD_NAME.into());
+        SyncArbiter::start_with_thread_builder(1, thread, move || {
+            let archive = slot
+                .lock()
+                .expect("writer factory lock")
+                .take()
+                .expect("the writer thread starts once");
+            let checkpointer = Checkpointer::start(&archive.path)
+                .inspect_err(|e| tracing::warn!("checkpoints stay on the writer thread: {e}"))
+                .ok();
+            Writer {
+                checkpointer,
+                archive: Some(archive),
+                halt_after,
+                committed: 0,
+                checkpoints: HashMap::new(),
+                slices: HashMap::new(),
+            }
         })
     }
 
@@ -98,50 +117,103 @@ impl Actor for Writer {
     type Context = SyncContext<Self>;
 }
 
-impl Handler<SaveBatch> for Writer {
-    type Result = Result<SaveReport, StorageError>;
+impl Handler<SaveGroup> for Writer {
+    type Result = Vec<Result<SaveReport, StorageError>>;
 
-    fn handle(&mut self, batch: SaveBatch, _ctx: &mut Self::Context) -> Self::Result {
-        if self.halt_after.is_some_and(|n| self.committed >= n) {
-            return Err(StorageError::Halted);
-        }
-        let channel_id = to_i64(batch.channel_id);
-        let guild_id = batch.guild_id.map(to_i64);
-        let rows: Vec<NewMessage> = batch
-            .messages
-            .into_iter()
-            .map(|m| NewMessage {
-                id: to_i64(m.id),
-                channel_id,
-                guild_id,
-                author_id: to_i64(m.author_id),
-                raw_json: m.raw.as_str().to_owned(),
-                author_name: m.author_name,
-                author_is_bot: m.author_is_bot,
-                content: m.content,
-                created_at: m.created_at,
-                edited_at: m.edited_at,
-                message_type: i32::from(m.kind),
-                reference_message_id: m.reference_message_id.map(to_i64),
-            })
-            .collect();
-        let previous = self.checkpoint(channel_id)?;
-        let slices = self.slices(channel_id)?;
-        let (archive, err) = self.archive("saving a batch")?;
-        let (saved, slices) = queries::save_batch(
-            &mut archive.conn,
-            rows,
-            previous.as_ref(),
-            &slices,
-            &batch.checkpoint,
-        )
-        .map_err(err)?;
-        let inserted = (saved.total_messages - previous.map_or(0, |p| p.total_messages)) as usize;
-        self.checkpoints.insert(channel_id, saved);
-        self.slices.insert(channel_id, slices);
-        self.committed += 1;
-        Ok(SaveReport { inserted })
+    fn handle(&mut self, group: SaveGroup, _ctx: &mut Self::Context) -> Self::Result {
+        let mut batches = group.0;
+        // The crash hook commits exactly up to its count and refuses everything after it.
+        let allowed = self
+            .halt_after
+            .map_or(batches.len(), |n| n.saturating_sub(self.committed) as usize)
+            .min(batches.len());
+        let refused = batches.split_off(allowed);
+        let count = batches.len();
+        let mut results: Vec<_> = match self.commit(batches) {
+            Ok(reports) => reports.into_iter().map(Ok).collect(),
+            Err(e) => (0..count).map(|_| Err(e.again())).collect(),
+        };
+        results.extend(refused.iter().map(|_| Err(StorageError::Halted)));
+        results
     }
+}
+
+impl Writer {
+    /// Commits the batches in one IMMEDIATE transaction, each with its checkpoint update, in
+    /// order (two batches of one channel, from two of its slices, see each other's result).
+    fn commit(&mut self, batches: Vec<SaveBatch>) -> Result<Vec<SaveReport>, StorageError> {
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each touched channel's state as committed; updated batch by batch below and kept
+        // only once the transaction commits.
+        let mut state: HashMap<i64, (Option<CheckpointRow>, Vec<SliceRow>)> = HashMap::new();
+        for batch in &batches {
+            let channel_id = to_i64(batch.channel_id);
+            if let Entry::Vacant(slot) = state.entry(channel_id) {
+                slot.insert((self.checkpoint(channel_id)?, self.slices(channel_id)?));
+            }
+        }
+        let count = batches.len() as u64;
+        let (archive, err) = self.archive("saving a batch")?;
+        let reports = archive
+            .conn
+            .immediate_transaction(|conn| {
+                batches
+                    .into_iter()
+                    .map(|batch| {
+                        let channel_id = to_i64(batch.channel_id);
+                        let (previous, slices) = state.get_mut(&channel_id).expect("loaded above");
+                        let before = previous.as_ref().map_or(0, |p| p.total_messages);
+                        let (saved, now) = queries::write_batch(
+                            conn,
+                            rows(batch.messages, channel_id, batch.guild_id),
+                            previous.as_ref(),
+                            slices,
+                            &batch.checkpoint,
+                        )?;
+                        let inserted = (saved.total_messages - before) as usize;
+                        *previous = Some(saved);
+                        *slices = now;
+                        Ok(SaveReport { inserted })
+                    })
+                    .collect::<diesel::QueryResult<Vec<_>>>()
+            })
+            .map_err(err)?;
+        for (channel_id, (checkpoint, slices)) in state {
+            if let Some(checkpoint) = checkpoint {
+                self.checkpoints.insert(channel_id, checkpoint);
+            }
+            self.slices.insert(channel_id, slices);
+        }
+        self.committed += count;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.nudge();
+        }
+        Ok(reports)
+    }
+}
+
+/// A batch's rows: text columns stay ranges of the page bodies (no copy until SQLite's).
+fn rows(messages: Vec<FetchedMessage>, channel_id: i64, guild_id: Option<u64>) -> Vec<NewMessage> {
+    let guild_id = guild_id.map(to_i64);
+    messages
+        .into_iter()
+        .map(|m| NewMessage {
+            id: to_i64(m.id),
+            channel_id,
+            guild_id,
+            author_id: to_i64(m.author_id),
+            raw_json: StoredText(m.raw),
+            author_name: StoredText(m.author_name),
+            author_is_bot: m.author_is_bot,
+            content: StoredText(m.content),
+            created_at: StoredText(m.created_at),
+            edited_at: m.edited_at.map(StoredText),
+            message_type: i32::from(m.kind),
+            reference_message_id: m.reference_message_id.map(to_i64),
+        })
+        .collect()
 }
 
 impl Handler<LoadCheckpoint> for Writer {
@@ -242,8 +314,117 @@ impl Handler<Close> for Writer {
         // Dropping the archive closes the connection (checkpointing the WAL) and releases the
         // file lock before the reply: the caller may reopen the file right away. The actor is
         // not stopped: SyncArbiter would build a new one; the thread ends with the last Addr.
+        self.checkpointer = None;
         self.archive = None;
     }
 }
 
 pub use crate::storage::sql_id as to_i64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::committer::Committer;
+    use crate::actors::messages::Close;
+    use crate::discord::page::parse_messages;
+    use crate::storage::queries::CheckpointUpdate;
+
+    fn batch(channel_id: u64, ids: &[u64]) -> SaveBatch {
+        let body: Vec<String> = ids
+            .iter()
+            .rev()
+            .map(|id| format!(r#"{{"id":"{id}","author":{{"id":"1","username":"a"}},"content":"m{id}","timestamp":"t{id}"}}"#))
+            .collect();
+        let messages = parse_messages(format!("[{}]", body.join(",")).into_bytes())
+            .unwrap()
+            .messages;
+        SaveBatch {
+            channel_id,
+            guild_id: None,
+            messages,
+            checkpoint: CheckpointUpdate {
+                channel_id: channel_id as i64,
+                last_message_id: ids.last().map(|&id| id as i64),
+                oldest: ids.first().map(|&id| (id as i64, format!("t{id}"))),
+                complete: None,
+                now: "now".into(),
+                slice: None,
+            },
+        }
+    }
+
+    async fn checkpoint(writer: &Addr<Writer>, channel_id: u64) -> CheckpointRow {
+        writer
+            .send(LoadCheckpoint { channel_id })
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_group_commits_every_batch_with_its_checkpoint_and_halts_exactly_at_its_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = crate::storage::open_rw(&dir.path().join("a.db")).unwrap();
+        actix::System::new().block_on(async move {
+            let writer = Writer::start(archive, Some(3));
+            let group = vec![
+                batch(7, &[1, 2]),
+                // A second batch of the same channel (another slice) sees the first's result.
+                batch(7, &[3]),
+                batch(8, &[10]),
+                // Past the crash hook's count: refused, as if the process had died.
+                batch(7, &[4]),
+                batch(8, &[11]),
+            ];
+            let results = writer.send(SaveGroup(group)).await.unwrap();
+            let inserted: Vec<_> = results
+                .iter()
+                .map(|r| r.as_ref().map(|r| r.inserted).map_err(|e| e.to_string()))
+                .collect();
+            let halted = Err(StorageError::Halted.to_string());
+            assert_eq!(inserted, [Ok(2), Ok(1), Ok(1), halted.clone(), halted]);
+            let seven = checkpoint(&writer, 7).await;
+            assert_eq!((seven.last_message_id, seven.total_messages), (3, 3));
+            assert_eq!(seven.oldest_message_id, Some(1));
+            let eight = checkpoint(&writer, 8).await;
+            assert_eq!((eight.last_message_id, eight.total_messages), (10, 1));
+            writer.send(Close).await.unwrap();
+        });
+    }
+
+    #[test]
+    fn batches_sent_at_once_are_committed_in_groups_and_each_sender_gets_its_own_reply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let archive = crate::storage::open_rw(&path).unwrap();
+        actix::System::new().block_on(async move {
+            let writer = Writer::start(archive, None);
+            let committer = Committer::new(writer.clone()).start();
+            // Channel c gets c batches of c messages: every reply must say how many were new.
+            let sends = (1..=12u64).flat_map(|c| {
+                (0..c).map(move |b| {
+                    let ids: Vec<u64> = (0..c).map(|i| c * 10_000 + b * 100 + i).collect();
+                    (c, batch(c, &ids))
+                })
+            });
+            let replies = futures_util::future::join_all(sends.map(|(c, batch)| {
+                let reply = committer.send(batch);
+                async move { (c, reply.await.unwrap().unwrap().inserted) }
+            }))
+            .await;
+            assert!(replies.iter().all(|&(c, inserted)| inserted == c as usize));
+            for c in 1..=12u64 {
+                let cp = checkpoint(&writer, c).await;
+                assert_eq!(cp.total_messages, (c * c) as i64);
+                assert_eq!(
+                    cp.last_message_id,
+                    (c * 10_000 + (c - 1) * 100 + c - 1) as i64
+                );
+            }
+            writer.send(Close).await.unwrap();
+        });
+        // Closing stopped the checkpointer first, so the writer's close removed the WAL.
+        assert!(!dir.path().join("a.db-wal").exists());
+    }
+}

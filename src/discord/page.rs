@@ -1,35 +1,107 @@
 //! Response bodies parsed once: each message's fields for the archive plus its exact raw JSON.
 //!
-//! The raw text of every message is a slice of the response body (split with serde_json's
-//! `RawValue`), never a re-serialization, so stage 2 sees exactly what Discord sent, including
-//! fields this version does not know. The fields we index are read with a lenient view rather
+//! The raw text of every message is a range of the response body, found in the same pass that
+//! reads its fields, never a re-serialization, so stage 2 sees exactly what Discord sent,
+//! including fields this version does not know. The fields we index are read with a lenient view rather
 //! than twilight-model's full `Message`: one unexpected field shape in a future API version must
 //! not cost us the message, and the full model costs several times more per message.
 
 use super::error::ApiError;
-use serde::de::{self, IgnoredAny};
+use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::ops::Range;
 use std::sync::Arc;
 
-/// A message's exact JSON: a range of the page body it came in, shared by the whole page.
+/// Text from a page body. The raw JSON of a message, and every string field served without
+/// an escape, is a range of the body shared by the whole page; only escaped strings are decoded
+/// into their own allocation. Rows are then built, and bound to SQLite, without copying text
+/// message by message.
 #[derive(Clone)]
-pub struct RawJson {
-    body: Arc<str>,
-    range: Range<usize>,
+pub struct PageStr(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Slice {
+        body: Arc<str>,
+        start: u32,
+        end: u32,
+    },
+    Owned(Box<str>),
 }
 
-impl RawJson {
+impl PageStr {
     pub fn as_str(&self) -> &str {
-        &self.body[self.range.clone()]
+        match &self.0 {
+            Repr::Slice { body, start, end } => &body[*start as usize..*end as usize],
+            Repr::Owned(text) => text,
+        }
+    }
+
+    /// `text` as a range of `body` when it lies inside it, otherwise copied.
+    fn within(body: &Arc<str>, text: &str) -> PageStr {
+        let base = body.as_ptr() as usize;
+        let start = (text.as_ptr() as usize).wrapping_sub(base);
+        match (u32::try_from(start), u32::try_from(start + text.len())) {
+            (Ok(s), Ok(e)) if start + text.len() <= body.len() => PageStr(Repr::Slice {
+                body: body.clone(),
+                start: s,
+                end: e,
+            }),
+            _ => PageStr::from(text),
+        }
+    }
+
+    fn from_cow(body: &Arc<str>, text: Cow<'_, str>) -> PageStr {
+        match text {
+            Cow::Borrowed(text) => PageStr::within(body, text),
+            Cow::Owned(text) => PageStr(Repr::Owned(text.into_boxed_str())),
+        }
     }
 }
 
-impl std::fmt::Debug for RawJson {
+impl From<&str> for PageStr {
+    fn from(text: &str) -> PageStr {
+        PageStr(Repr::Owned(text.into()))
+    }
+}
+
+impl std::ops::Deref for PageStr {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for PageStr {
+    fn eq(&self, other: &PageStr) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for PageStr {}
+
+impl PartialEq<&str> for PageStr {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for PageStr {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl std::fmt::Debug for PageStr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RawJson({} bytes)", self.range.len())
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for PageStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -38,16 +110,17 @@ impl std::fmt::Debug for RawJson {
 pub struct FetchedMessage {
     pub id: u64,
     pub author_id: u64,
-    pub author_name: String,
+    pub author_name: PageStr,
     pub author_is_bot: bool,
-    pub content: String,
-    pub created_at: String,
-    pub edited_at: Option<String>,
+    pub content: PageStr,
+    pub created_at: PageStr,
+    pub edited_at: Option<PageStr>,
     pub kind: u8,
     pub reference_message_id: Option<u64>,
     /// Attachments, embeds, stickers or components: what an empty `content` may still carry.
     pub has_payload: bool,
-    pub raw: RawJson,
+    /// The message object exactly as served.
+    pub raw: PageStr,
 }
 
 /// A page of messages, oldest first (Discord sends them newest first).
@@ -76,13 +149,43 @@ struct MessageView<'a> {
     #[serde(default)]
     message_reference: Option<ReferenceView>,
     #[serde(default)]
-    attachments: Option<Vec<IgnoredAny>>,
+    attachments: NonEmpty,
     #[serde(default)]
-    embeds: Option<Vec<IgnoredAny>>,
+    embeds: NonEmpty,
     #[serde(default)]
-    sticker_items: Option<Vec<IgnoredAny>>,
+    sticker_items: NonEmpty,
     #[serde(default)]
-    components: Option<Vec<IgnoredAny>>,
+    components: NonEmpty,
+}
+
+/// Whether a JSON array (or null) has any element, read without keeping the elements.
+#[derive(Default)]
+struct NonEmpty(bool);
+
+impl<'de> Deserialize<'de> for NonEmpty {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = NonEmpty;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array or null")
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<NonEmpty, E> {
+                Ok(NonEmpty(false))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NonEmpty, A::Error> {
+                let mut any = false;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    any = true;
+                }
+                Ok(NonEmpty(any))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 #[derive(Deserialize)]
@@ -103,18 +206,28 @@ struct ReferenceView {
 
 /// Snowflakes arrive as strings (sometimes numbers, in older payloads); both are accepted.
 fn snowflake<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either<'a> {
-        Num(u64),
-        Str(&'a str),
+    struct Visit;
+    impl Visitor<'_> for Visit {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a snowflake (a string or a number)")
+        }
+
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<u64, E> {
+            Ok(n)
+        }
+
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<u64, E> {
+            u64::try_from(n).map_err(|_| E::custom(format!("not a snowflake: {n}")))
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<u64, E> {
+            s.parse()
+                .map_err(|_| E::custom(format!("not a snowflake: {s:?}")))
+        }
     }
-    match Either::deserialize(d)? {
-        Either::Num(n) => Ok(n),
-        Either::Str(s) => s
-            .parse()
-            .map_err(|_| de::Error::custom(format!("not a snowflake: {s:?}"))),
-    }
+    d.deserialize_any(Visit)
 }
 
 fn opt_snowflake<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -141,54 +254,91 @@ fn bad_body(what: &str, e: impl std::fmt::Display) -> ApiError {
 }
 
 /// Parses a `GET /channels/{id}/messages` body into a page, oldest first.
+///
+/// One pass over the body: each element of the array is read as a view of the fields we index
+/// while the stream reports where it ends, so the raw text is a range of the body and nothing
+/// is scanned twice.
 pub fn parse_messages(body: Vec<u8>) -> Result<Page, ApiError> {
     let body: Arc<str> = String::from_utf8(body)
         .map_err(|e| bad_body("message page (not UTF-8)", e))?
         .into();
-    let raws: Vec<&RawValue> =
-        serde_json::from_str(&body).map_err(|e| bad_body("message page", e))?;
-    let base = body.as_ptr() as usize;
-    let mut messages = Vec::with_capacity(raws.len());
-    for raw in raws.iter().rev() {
-        let text = raw.get();
-        let start = text.as_ptr() as usize - base;
-        let view: MessageView<'_> =
-            serde_json::from_str(text).map_err(|e| bad_body("message", e))?;
-        let has_payload = [
-            &view.attachments,
-            &view.embeds,
-            &view.sticker_items,
-            &view.components,
-        ]
-        .iter()
-        .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()));
-        messages.push(FetchedMessage {
-            id: view.id,
-            author_id: view.author.id,
-            author_name: view.author.username.into_owned(),
-            author_is_bot: view.author.bot,
-            content: view.content.into_owned(),
-            created_at: view.timestamp.into_owned(),
-            edited_at: view.edited_timestamp.map(Cow::into_owned),
-            kind: view.kind,
-            reference_message_id: view.message_reference.and_then(|r| r.message_id),
-            has_payload,
-            raw: RawJson {
-                body: body.clone(),
-                range: start..start + text.len(),
-            },
-        });
+    let text: &str = &body;
+    let bytes = text.as_bytes();
+    let malformed = |what: &str| bad_body("message page", what);
+    let mut pos = skip_ws(bytes, 0);
+    if bytes.get(pos) != Some(&b'[') {
+        return Err(malformed("not a JSON array"));
     }
+    pos = skip_ws(bytes, pos + 1);
+    let mut messages = Vec::with_capacity(usize::from(super::PAGE_LIMIT));
+    if bytes.get(pos) == Some(&b']') {
+        pos += 1;
+    } else {
+        loop {
+            let mut stream =
+                serde_json::Deserializer::from_str(&text[pos..]).into_iter::<MessageView<'_>>();
+            let view = match stream.next() {
+                Some(view) => view.map_err(|e| bad_body("message", e))?,
+                None => return Err(malformed("the array is not closed")),
+            };
+            let end = pos + stream.byte_offset();
+            messages.push(fetched(&body, view, &text[pos..end]));
+            pos = skip_ws(bytes, end);
+            match bytes.get(pos) {
+                Some(b',') => pos = skip_ws(bytes, pos + 1),
+                Some(b']') => {
+                    pos += 1;
+                    break;
+                }
+                _ => return Err(malformed("expected `,` or `]` after a message")),
+            }
+        }
+    }
+    if skip_ws(bytes, pos) != bytes.len() {
+        return Err(malformed("trailing characters after the array"));
+    }
+    let returned = messages.len();
     // Discord promises newest first; sorting makes a misbehaving server harmless (cursor math
-    // below relies on ascending order).
+    // relies on ascending order).
+    messages.reverse();
     if !messages.windows(2).all(|w| w[0].id < w[1].id) {
         messages.sort_by_key(|m| m.id);
         messages.dedup_by_key(|m| m.id);
     }
-    Ok(Page {
-        returned: raws.len(),
-        messages,
-    })
+    Ok(Page { returned, messages })
+}
+
+fn skip_ws(bytes: &[u8], mut pos: usize) -> usize {
+    while bytes
+        .get(pos)
+        .is_some_and(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+    {
+        pos += 1;
+    }
+    pos
+}
+
+fn fetched(body: &Arc<str>, view: MessageView<'_>, raw: &str) -> FetchedMessage {
+    FetchedMessage {
+        id: view.id,
+        author_id: view.author.id,
+        author_name: PageStr::from_cow(body, view.author.username),
+        author_is_bot: view.author.bot,
+        content: PageStr::from_cow(body, view.content),
+        created_at: PageStr::from_cow(body, view.timestamp),
+        edited_at: view.edited_timestamp.map(|t| PageStr::from_cow(body, t)),
+        kind: view.kind,
+        reference_message_id: view.message_reference.and_then(|r| r.message_id),
+        has_payload: [
+            view.attachments,
+            view.embeds,
+            view.sticker_items,
+            view.components,
+        ]
+        .iter()
+        .any(|v| v.0),
+        raw: PageStr::within(body, raw),
+    }
 }
 
 /// A channel (or thread) as listings describe it.
@@ -305,6 +455,62 @@ mod tests {
         let served: Vec<serde_json::Value> = serde_json::from_str(PAGE).unwrap();
         let kept: serde_json::Value = serde_json::from_str(reply.raw.as_str()).unwrap();
         assert_eq!(kept, served[0]);
+    }
+
+    #[test]
+    fn one_pass_parsing_finds_each_message_whatever_the_layout() {
+        // Whitespace anywhere, brackets and commas inside strings, nested unknown fields,
+        // snowflakes as numbers: each raw text must still be exactly its element.
+        let elements = [
+            r#"{ "id" : 3 , "author" : { "id" : 1 , "username" : "a]b,c" } , "content" : "[{,}]" ,
+                "timestamp" : "t" , "x" : [ [ ] , { "y" : "\"]" } ] }"#,
+            r#"{"id":"2","author":{"id":"1","username":"b"},"content":"plain","timestamp":"t"}"#,
+            r#"{"content":"tab\there","id":"1","author":{"id":"1","username":"c"},"timestamp":"t","embeds":[{}]}"#,
+        ];
+        let body = format!(
+            " \n[\n  {} ,\r\n\t{},{}  ]\n ",
+            elements[0], elements[1], elements[2]
+        );
+        let page = parse_messages(body.into_bytes()).unwrap();
+        assert_eq!(page.returned, 3);
+        let raws: Vec<&str> = page.messages.iter().map(|m| m.raw.as_str()).collect();
+        assert_eq!(raws, [elements[2], elements[1], elements[0]]);
+        let [tab, plain, brackets] = &page.messages[..] else {
+            panic!("three messages")
+        };
+        assert_eq!(
+            (brackets.content.as_str(), brackets.author_name.as_str()),
+            ("[{,}]", "a]b,c")
+        );
+        assert_eq!(tab.content, "tab\there");
+        assert!(tab.has_payload);
+        // Text served without escapes is shared with the page; escaped text is decoded.
+        assert!(matches!(plain.content.0, Repr::Slice { .. }));
+        assert!(matches!(tab.content.0, Repr::Owned(_)));
+    }
+
+    #[test]
+    fn broken_arrays_are_malformed_pages() {
+        let m = r#"{"id":"1","author":{"id":"1"}}"#;
+        for body in [
+            format!("[{m} {m}]"),
+            format!("[{m},]"),
+            format!("[{m}] x"),
+            format!("[{m}"),
+            "[1]".to_owned(),
+            r#"["a"]"#.to_owned(),
+            m.to_owned(),
+            String::new(),
+        ] {
+            assert!(
+                matches!(
+                    parse_messages(body.clone().into_bytes()),
+                    Err(ApiError::Transient(_))
+                ),
+                "{body}"
+            );
+        }
+        assert_eq!(parse_messages(b" [ ] ".to_vec()).unwrap().returned, 0);
     }
 
     #[test]

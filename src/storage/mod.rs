@@ -4,6 +4,7 @@
 //! connections. Opening refuses anything that is not ours (a non-SQLite file, somebody else's
 //! database, a newer schema) before writing a single byte to it.
 
+pub mod checkpointer;
 pub mod models;
 pub mod queries;
 pub mod schema;
@@ -75,6 +76,35 @@ impl StorageError {
     /// so the run stops, keeping what is committed, instead of restarting fetchers into it.
     pub fn is_disk_full(&self) -> bool {
         matches!(self, StorageError::Sqlite { source, .. } if is_full(source))
+    }
+
+    /// The same error again, for each batch of a group commit that failed as a whole (the
+    /// errors' sources are not `Clone`; what the message says, and how it is classified, is
+    /// kept).
+    pub fn again(&self) -> StorageError {
+        use diesel::result::Error;
+        match self {
+            StorageError::Sqlite {
+                path,
+                context,
+                source,
+            } => StorageError::Sqlite {
+                path: path.clone(),
+                context,
+                source: match source {
+                    Error::DatabaseError(kind, info) => {
+                        Error::DatabaseError(*kind, Box::new(info.message().to_owned()))
+                    }
+                    other => Error::QueryBuilderError(other.to_string().into()),
+                },
+            },
+            StorageError::Closed => StorageError::Closed,
+            StorageError::Halted => StorageError::Halted,
+            other => StorageError::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        }
     }
 }
 

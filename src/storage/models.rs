@@ -1,10 +1,15 @@
 //! Rows as diesel reads and writes them.
 
 use super::schema::{channels, checkpoints, fetch_slices, messages};
+use crate::discord::PageStr;
 use diesel::prelude::*;
+use diesel::serialize::{self, IsNull, Output, ToSql};
+use diesel::sql_types::Text;
+use diesel::sqlite::Sqlite;
 
 /// One message row, owned: diesel caches a multi-row INSERT's prepared statement only for
 /// arrays of `'static` rows, and a page's worth of parameters is costly to parse every time.
+/// The text columns are ranges of the page body the message came in (see [`StoredText`]).
 ///
 /// `treat_none_as_default_value = false` makes diesel write one multi-row `VALUES` statement
 /// instead of one INSERT per row (its default on SQLite).
@@ -15,14 +20,33 @@ pub struct NewMessage {
     pub channel_id: i64,
     pub guild_id: Option<i64>,
     pub author_id: i64,
-    pub author_name: String,
+    pub author_name: StoredText,
     pub author_is_bot: bool,
-    pub content: String,
-    pub created_at: String,
-    pub edited_at: Option<String>,
+    pub content: StoredText,
+    pub created_at: StoredText,
+    pub edited_at: Option<StoredText>,
     pub message_type: i32,
     pub reference_message_id: Option<i64>,
-    pub raw_json: String,
+    pub raw_json: StoredText,
+}
+
+/// Text from a page body, bound to SQLite in place: diesel binds borrowed text without a copy,
+/// so a message's text is copied once, by SQLite, into its row.
+#[derive(diesel::expression::AsExpression, Debug, Clone)]
+#[diesel(sql_type = Text)]
+pub struct StoredText(pub PageStr);
+
+impl ToSql<Text, Sqlite> for StoredText {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        out.set_value(self.0.as_str());
+        Ok(IsNull::No)
+    }
+}
+
+impl From<&str> for StoredText {
+    fn from(text: &str) -> StoredText {
+        StoredText(PageStr::from(text))
+    }
 }
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone, PartialEq, Eq)]

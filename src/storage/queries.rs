@@ -29,10 +29,6 @@ pub struct CheckpointUpdate {
 
 /// Stores one batch and its checkpoint in one IMMEDIATE transaction; returns the checkpoint
 /// as committed (messages already archived are ignored, not counted).
-///
-/// `previous` is the channel's checkpoint before this batch: the writer, the archive's only
-/// writer, keeps them in memory, so the new row is computed here and written with a plain
-/// (prepared once, cached) upsert.
 pub fn save_batch(
     conn: &mut SqliteConnection,
     rows: Vec<NewMessage>,
@@ -40,34 +36,47 @@ pub fn save_batch(
     slices: &[SliceRow],
     update: &CheckpointUpdate,
 ) -> QueryResult<(CheckpointRow, Vec<SliceRow>)> {
-    conn.immediate_transaction(|conn| {
-        let inserted = insert_messages(conn, rows)?;
-        let mut row = merge_checkpoint(previous, update, inserted as i64);
-        let mut slices = slices.to_vec();
-        if let Some(slice) = &update.slice {
-            match slices.iter_mut().find(|s| s.after_id == slice.after_id) {
-                Some(s) => *s = slice.clone(),
-                None => slices.push(slice.clone()),
-            }
-            diesel::insert_into(fetch_slices::table)
-                .values(slice)
-                .on_conflict((fetch_slices::channel_id, fetch_slices::after_id))
-                .do_update()
-                .set(slice)
-                .execute(conn)?;
+    conn.immediate_transaction(|conn| write_batch(conn, rows, previous, slices, update))
+}
+
+/// Writes one batch and its checkpoint (and slice) update inside the caller's transaction.
+///
+/// `previous` is the channel's checkpoint before this batch: the writer, the archive's only
+/// writer, keeps them in memory, so the new row is computed here and written with a plain
+/// (prepared once, cached) upsert.
+pub fn write_batch(
+    conn: &mut SqliteConnection,
+    rows: Vec<NewMessage>,
+    previous: Option<&CheckpointRow>,
+    slices: &[SliceRow],
+    update: &CheckpointUpdate,
+) -> QueryResult<(CheckpointRow, Vec<SliceRow>)> {
+    let inserted = insert_messages(conn, rows)?;
+    let mut row = merge_checkpoint(previous, update, inserted as i64);
+    let mut slices = slices.to_vec();
+    if let Some(slice) = &update.slice {
+        match slices.iter_mut().find(|s| s.after_id == slice.after_id) {
+            Some(s) => *s = slice.clone(),
+            None => slices.push(slice.clone()),
         }
-        for merged in fold_slices(&mut row, &mut slices) {
-            diesel::delete(fetch_slices::table.find((merged.channel_id, merged.after_id)))
-                .execute(conn)?;
-        }
-        diesel::insert_into(checkpoints::table)
-            .values(&row)
-            .on_conflict(checkpoints::channel_id)
+        diesel::insert_into(fetch_slices::table)
+            .values(slice)
+            .on_conflict((fetch_slices::channel_id, fetch_slices::after_id))
             .do_update()
-            .set(&row)
+            .set(slice)
             .execute(conn)?;
-        Ok((row, slices))
-    })
+    }
+    for merged in fold_slices(&mut row, &mut slices) {
+        diesel::delete(fetch_slices::table.find((merged.channel_id, merged.after_id)))
+            .execute(conn)?;
+    }
+    diesel::insert_into(checkpoints::table)
+        .values(&row)
+        .on_conflict(checkpoints::channel_id)
+        .do_update()
+        .set(&row)
+        .execute(conn)?;
+    Ok((row, slices))
 }
 
 /// Extends the checkpoint over the slices it has reached: through a done slice entirely
