@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Throughput benchmark: the release archiver against `discord-archiver simulate` running as its
 # own process on this machine. Prints one table row per profile; figures are ratios measured in
-# one run (achieved requests/s against the simulator's ceiling) and per-message costs.
+# one run (achieved requests/s against the simulator's ceiling) and per-message costs: the
+# archiver's CPU seconds per 100,000 messages, the writer thread's share of them (SQLite), and
+# the simulator's own CPU over the same run (it shares the two cores).
 #
 #   bash bench/run.sh                 # every profile
 #   bash bench/run.sh discord unthrottled
@@ -44,18 +46,22 @@ run_profile() {
     local guild
     guild=$(grep -o '^guild [0-9]*' "$WORK/sim.out" | cut -d' ' -f2)
     rm -f "$WORK"/a.db*
+    local sim_cpu0
+    sim_cpu0=$(awk '{print $14 + $15}' "/proc/$sim/stat")
     DISCORD_TOKEN=$TOKEN /usr/bin/time -v -o "$WORK/time.txt" "$BIN" -q archive \
         --db "$WORK/a.db" --api-base "http://127.0.0.1:$port" --guild "$guild" \
         --rate "$rate" --concurrency "$conc" --progress off --stats-json "$WORK/stats.json" \
         > "$WORK/archive.out" 2>&1 || { echo "$name: archive failed"; cat "$WORK/archive.out"; }
     local sim_stats
     sim_stats=$(curl -s "http://127.0.0.1:$port/_sim/stats")
+    local sim_ticks=$(( $(awk '{print $14 + $15}' "/proc/$sim/stat") - sim_cpu0 ))
     kill "$sim" 2>/dev/null || true
     wait "$sim" 2>/dev/null || true
  local row
-    row="$(python3 - "$name" "$channels" "$global" "$blimit" "$bwindow" "$WORK/stats.json" "$WORK/time.txt" "$sim_stats" <<'PY'
+    row="$(python3 - "$name" "$channels" "$global" "$blimit" "$bwindow" "$WORK/stats.json" "$WORK/time.txt" "$sim_stats" "$sim_ticks" <<'PY'
 import json, sys
-name, channels, glob, blimit, bwindow, stats_path, time_path, sim = sys.argv[1:9]
+name, channels, glob, blimit, bwindow, stats_path, time_path, sim, sim_ticks = sys.argv[1:10]
+sim_cpu = int(sim_ticks) / 100
 channels, glob, blimit, bwindow = int(channels), float(glob), float(blimit), float(bwindow)
 s = json.load(open(stats_path)); sim = json.loads(sim)
 t = s["totals"]; wall = s["elapsed_seconds"]
@@ -67,10 +73,12 @@ if blimit > 0: ceilings.append(channels * blimit / (bwindow / 1000))
 ceiling = min(ceilings) if ceilings else None
 rss = s["process"]["peak_rss_bytes"] / 2**20 if s.get("process") else float("nan")
 cpu = s["process"]["cpu_seconds"] if s.get("process") else float("nan")
+writer = (s.get("process") or {}).get("writer_cpu_seconds") or float("nan")
 rps = requests / wall
 eff = f"{rps / ceiling:.3f}" if ceiling else "-"
 print(f"{name:<12} {msgs:>9} {wall:>8.1f} {msgs / wall:>10.0f} {rps:>8.1f} {ceiling or float('nan'):>8.1f} {eff:>6} "
-      f"{sim['rate_limited_caused']:>6} {t['errors']:>7} {rss:>8.1f} {cpu / max(msgs, 1) * 1e5:>10.2f}")
+      f"{sim['rate_limited_caused']:>6} {t['errors']:>7} {rss:>8.1f} {cpu / max(msgs, 1) * 1e5:>10.2f} "
+      f"{writer / max(msgs, 1) * 1e5:>10.2f} {sim_cpu / max(msgs, 1) * 1e5:>8.2f}")
 PY
 )"
     ROWS+=("$row")
@@ -86,5 +94,5 @@ while read -r line; do
 done <<< "$PROFILES"
 
 echo "$(date -u +%Y-%m-%d), $(nproc) cores, BENCH_SCALE=$SCALE"
-printf '%-12s %9s %8s %10s %8s %8s %6s %6s %7s %8s %10s\n' profile messages wall_s msgs_per_s req_per_s ceiling effic 429s retries rss_mb cpu_s/100k
+printf '%-12s %9s %8s %10s %8s %8s %6s %6s %7s %8s %10s %10s %8s\n' profile messages wall_s msgs_per_s req_per_s ceiling effic 429s retries rss_mb cpu_s/100k writer/100k sim/100k
 for r in "${ROWS[@]}"; do echo "$r"; done
