@@ -205,7 +205,7 @@ pub fn describe_stop(reason: &StopReason) -> String {
 }
 
 /// Ctrl-C or SIGTERM: stop gracefully; a second one: exit at once (SQLite stays consistent:
-/// every batch is a transaction).
+/// every batch commits in one transaction with its checkpoint).
 async fn forward_signals(supervisor: Addr<Supervisor>) {
     wait_for_signal().await;
     eprintln!("interrupted: saving what was fetched (press Ctrl-C again to exit at once)");
