@@ -57,6 +57,11 @@ run_profile() {
     local sim_ticks=$(( $(awk '{print $14 + $15}' "/proc/$sim/stat") - sim_cpu0 ))
     kill "$sim" 2>/dev/null || true
     wait "$sim" 2>/dev/null || true
+    # The next profile starts on a quiet machine: a 6 GB archive still being written back would
+    # stall the next run's processes (and a simulator counting a strict second would see
+    # requests delayed together as one burst).
+    rm -f "$WORK"/a.db*
+    sync
  local row
     row="$(python3 - "$name" "$channels" "$global" "$blimit" "$bwindow" "$WORK/stats.json" "$WORK/time.txt" "$sim_stats" "$sim_ticks" <<'PY'
 import json, sys
