@@ -22,7 +22,7 @@
 //! archive's `(channel_id, id)` index: SQLite streams rows off it without sorting, and rows
 //! are read one at a time (diesel `load_iter`), so memory stays flat on any archive size.
 //!
-//! From Rust, [`messages`] gives the same rows as an iterator:
+//! From Rust, [`messages`](fn@messages) gives the same rows as an iterator:
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {

@@ -35,7 +35,8 @@
 //! - [`actors::committer`]: group commit in front of the writer.
 //! - [`actors::writer`]: owns the SQLite connection on its own thread.
 //! - [`discord`]: the only HTTP code (twilight-http), pages with raw JSON kept, errors classified.
-//! - [`storage`]: schema, migrations, queries; opening refuses files that are not ours.
+//! - [`storage`]: schema, migrations, queries, the WAL checkpointer thread; opening refuses
+//!   files that are not ours.
 //! - [`progress`]: an observer of [`actors::messages::ProgressEvent`]s (subscribed through
 //!   [`app::RunOptions::progress`]): terminal bars, log lines, or nothing.
 //! - [`export`]: the archive read back oldest first per channel, as JSON Lines or an iterator.

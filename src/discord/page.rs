@@ -41,11 +41,14 @@ impl PageStr {
     fn within(body: &Arc<str>, text: &str) -> PageStr {
         let base = body.as_ptr() as usize;
         let start = (text.as_ptr() as usize).wrapping_sub(base);
-        match (u32::try_from(start), u32::try_from(start + text.len())) {
-            (Ok(s), Ok(e)) if start + text.len() <= body.len() => PageStr(Repr::Slice {
+        let end = start
+            .checked_add(text.len())
+            .filter(|end| *end <= body.len());
+        match (u32::try_from(start), end.map(u32::try_from)) {
+            (Ok(start), Some(Ok(end))) => PageStr(Repr::Slice {
                 body: body.clone(),
-                start: s,
-                end: e,
+                start,
+                end,
             }),
             _ => PageStr::from(text),
         }
@@ -487,6 +490,19 @@ mod tests {
         // Text served without escapes is shared with the page; escaped text is decoded.
         assert!(matches!(plain.content.0, Repr::Slice { .. }));
         assert!(matches!(tab.content.0, Repr::Owned(_)));
+    }
+
+    #[test]
+    fn text_outside_the_page_body_is_copied_not_referenced() {
+        let body: Arc<str> = "abc".into();
+        let elsewhere = String::from("xyz");
+        let text = PageStr::within(&body, &elsewhere);
+        assert!(matches!(text.0, Repr::Owned(_)));
+        assert_eq!(text, "xyz");
+        assert!(matches!(
+            PageStr::within(&body, &body[1..]).0,
+            Repr::Slice { .. }
+        ));
     }
 
     #[test]
