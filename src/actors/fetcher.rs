@@ -275,15 +275,16 @@ fn storage_failure(e: StorageError) -> Failure {
     Failure::Storage(e.to_string(), fatal)
 }
 
-/// Asks the writer and waits for its answer (after commit, for a batch).
-async fn ask<M, R>(env: &FetchEnv, msg: M) -> Result<R, Failure>
+/// Asks the writer (or the committer in front of it) and waits for its answer (after commit,
+/// for a batch).
+async fn ask<A, M, R>(to: &Addr<A>, msg: M) -> Result<R, Failure>
 where
+    A: Actor + Handler<M>,
+    A::Context: actix::dev::ToEnvelope<A, M>,
     M: actix::Message<Result = Result<R, StorageError>> + Send + 'static,
     R: Send + 'static,
-    Writer: Handler<M>,
 {
-    env.writer
-        .send(msg)
+    to.send(msg)
         .await
         .map_err(|_| Failure::Storage("the writer stopped".into(), true))?
         .map_err(storage_failure)
@@ -349,7 +350,7 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
     let settings = &env.settings;
     let bounds = &settings.bounds;
     let checkpoint = ask(
-        env,
+        &env.writer,
         LoadCheckpoint {
             channel_id: job.channel_id,
         },
@@ -387,7 +388,7 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
         );
     }
     let slices = ask(
-        env,
+        &env.writer,
         LoadSlices {
             channel_id: job.channel_id,
         },
@@ -729,12 +730,7 @@ async fn flush(
         messages: taken.keep,
         checkpoint: update,
     };
-    let report = env
-        .committer
-        .send(batch)
-        .await
-        .map_err(|_| Failure::Storage("the writer stopped".into(), true))?
-        .map_err(storage_failure)?;
+    let report = ask(&env.committer, batch).await?;
     stats.batches_saved += 1;
     stats.successfully_loaded += report.inserted as u64;
     counters
