@@ -2,8 +2,10 @@
 # Throughput benchmark: the release archiver against `discord-archiver simulate` running as its
 # own process on this machine. Prints one table row per profile; figures are ratios measured in
 # one run (achieved requests/s against the simulator's ceiling) and per-message costs: the
-# archiver's CPU seconds per 100,000 messages, the writer thread's share of them (SQLite), and
-# the simulator's own CPU over the same run (it shares the two cores).
+# archiver's CPU seconds per 100,000 messages, the writer's and the checkpointer's shares of
+# them (SQLite), and the simulator's own CPU over the same run (it shares the two cores).
+# After `unthrottled`, examples/sqlite_floor stores that profile's messages again with SQLite
+# alone (same order, no archiver around it): the floor under the writer and checkpointer.
 #
 #   bash bench/run.sh                 # every profile
 #   bash bench/run.sh discord unthrottled
@@ -11,12 +13,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet
+cargo build --release --quiet --bin discord-archiver --example sqlite_floor
 BIN=target/release/discord-archiver
 TOKEN=bench-token
 SCALE=${BENCH_SCALE:-1}
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+# Ticks (1/100 s) the whole machine spent busy: every core, kernel writeback included.
+machine_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 
 scaled() { python3 -c "import sys; print(max(1, int($1 * $SCALE)))"; }
 
@@ -48,25 +53,38 @@ run_profile() {
     rm -f "$WORK"/a.db*
     local sim_cpu0
     sim_cpu0=$(awk '{print $14 + $15}' "/proc/$sim/stat")
+    local busy0
+    busy0=$(machine_busy)
     DISCORD_TOKEN=$TOKEN /usr/bin/time -v -o "$WORK/time.txt" "$BIN" -q archive \
         --db "$WORK/a.db" --api-base "http://127.0.0.1:$port" --guild "$guild" \
         --rate "$rate" --concurrency "$conc" --progress off --stats-json "$WORK/stats.json" \
         > "$WORK/archive.out" 2>&1 || { echo "$name: archive failed"; cat "$WORK/archive.out"; }
+    local busy=$(( $(machine_busy) - busy0 ))
     local sim_stats
     sim_stats=$(curl -s "http://127.0.0.1:$port/_sim/stats")
     local sim_ticks=$(( $(awk '{print $14 + $15}' "/proc/$sim/stat") - sim_cpu0 ))
     kill "$sim" 2>/dev/null || true
     wait "$sim" 2>/dev/null || true
+    if [ "$name" = unthrottled ] && [ -f "$WORK/a.db" ]; then
+        # The floor under the writer and checkpointer: SQLite alone storing these rows in the
+        # order the fetchers delivered them, then in ID order (nothing interleaved).
+        local processed
+        processed=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["totals"]["total_processed"])' "$WORK/stats.json")
+        FLOOR="$(target/release/examples/sqlite_floor "$WORK/a.db" 4 "$processed")
+$(target/release/examples/sqlite_floor "$WORK/a.db" time "$processed")"
+        echo "$FLOOR" >&2
+    fi
     # The next profile starts on a quiet machine: a 6 GB archive still being written back would
     # stall the next run's processes (and a simulator counting a strict second would see
     # requests delayed together as one burst).
     rm -f "$WORK"/a.db*
     sync
  local row
-    row="$(python3 - "$name" "$channels" "$global" "$blimit" "$bwindow" "$WORK/stats.json" "$WORK/time.txt" "$sim_stats" "$sim_ticks" <<'PY'
+    row="$(python3 - "$name" "$channels" "$global" "$blimit" "$bwindow" "$WORK/stats.json" "$WORK/time.txt" "$sim_stats" "$sim_ticks" "$busy" <<'PY'
 import json, sys
-name, channels, glob, blimit, bwindow, stats_path, time_path, sim, sim_ticks = sys.argv[1:10]
+name, channels, glob, blimit, bwindow, stats_path, time_path, sim, sim_ticks, busy = sys.argv[1:11]
 sim_cpu = int(sim_ticks) / 100
+busy = int(busy) / 100
 channels, glob, blimit, bwindow = int(channels), float(glob), float(blimit), float(bwindow)
 s = json.load(open(stats_path)); sim = json.loads(sim)
 t = s["totals"]; wall = s["elapsed_seconds"]
@@ -79,11 +97,13 @@ ceiling = min(ceilings) if ceilings else None
 rss = s["process"]["peak_rss_bytes"] / 2**20 if s.get("process") else float("nan")
 cpu = s["process"]["cpu_seconds"] if s.get("process") else float("nan")
 writer = (s.get("process") or {}).get("writer_cpu_seconds") or float("nan")
+ckpt = (s.get("process") or {}).get("checkpointer_cpu_seconds") or float("nan")
 rps = requests / wall
 eff = f"{rps / ceiling:.3f}" if ceiling else "-"
 print(f"{name:<12} {msgs:>9} {wall:>8.1f} {msgs / wall:>10.0f} {rps:>8.1f} {ceiling or float('nan'):>8.1f} {eff:>6} "
       f"{sim['rate_limited_caused']:>6} {t['errors']:>7} {rss:>8.1f} {cpu / max(msgs, 1) * 1e5:>10.2f} "
-      f"{writer / max(msgs, 1) * 1e5:>10.2f} {sim_cpu / max(msgs, 1) * 1e5:>8.2f}")
+      f"{writer / max(msgs, 1) * 1e5:>10.2f} {ckpt / max(msgs, 1) * 1e5:>9.2f} {sim_cpu / max(msgs, 1) * 1e5:>8.2f} "
+      f"{busy / max(msgs, 1) * 1e5:>9.2f}")
 PY
 )"
     ROWS+=("$row")
@@ -99,5 +119,9 @@ while read -r line; do
 done <<< "$PROFILES"
 
 echo "$(date -u +%Y-%m-%d), $(nproc) cores, BENCH_SCALE=$SCALE"
-printf '%-12s %9s %8s %10s %8s %8s %6s %6s %7s %8s %10s %10s %8s\n' profile messages wall_s msgs_per_s req_per_s ceiling effic 429s retries rss_mb cpu_s/100k writer/100k sim/100k
+printf '%-12s %9s %8s %10s %8s %8s %6s %6s %7s %8s %10s %10s %9s %8s %9s\n' profile messages wall_s msgs_per_s req_per_s ceiling effic 429s retries rss_mb cpu_s/100k writer/100k ckpt/100k sim/100k cores@100k
 for r in "${ROWS[@]}"; do echo "$r"; done
+# cores@100k: the whole machine's busy CPU seconds per 100,000 messages during the run (archiver,
+# simulator, kernel writeback): the cores 100,000 messages/s would take.
+[ -n "${FLOOR:-}" ] && echo "$FLOOR"
+true

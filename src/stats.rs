@@ -124,6 +124,8 @@ pub struct ProcessMetrics {
     pub cpu_seconds: f64,
     /// The writer thread's share of `cpu_seconds` (SQLite): the pipeline's serial stage.
     pub writer_cpu_seconds: Option<f64>,
+    /// The checkpointer thread's share (copying the WAL into the database file).
+    pub checkpointer_cpu_seconds: Option<f64>,
 }
 
 impl ProcessMetrics {
@@ -138,19 +140,31 @@ impl ProcessMetrics {
             .trim()
             .parse()
             .ok()?;
-        let writer = std::fs::read_dir("/proc/self/task").ok().and_then(|tasks| {
-            tasks.flatten().find_map(|task| {
-                let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-                (comm.trim_end() == crate::actors::writer::THREAD_NAME)
-                    .then(|| cpu_seconds(&task.path().join("stat")))?
-            })
-        });
         Some(ProcessMetrics {
             peak_rss_bytes: kb * 1024,
             cpu_seconds: cpu_seconds(std::path::Path::new("/proc/self/stat"))?,
-            writer_cpu_seconds: writer,
+            writer_cpu_seconds: thread_cpu_seconds(crate::actors::writer::THREAD_NAME),
+            checkpointer_cpu_seconds: thread_cpu_seconds(crate::storage::checkpointer::THREAD_NAME),
         })
     }
+}
+
+/// The CPU seconds of this process's thread named `name`, if it is running.
+fn thread_cpu_seconds(name: &str) -> Option<f64> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()?
+        .flatten()
+        .find_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            is_comm_of(comm.trim_end(), name).then(|| cpu_seconds(&task.path().join("stat")))?
+        })
+}
+
+/// Whether a `/proc` `comm` is `name`: the kernel keeps only a thread name's first 15 bytes.
+fn is_comm_of(comm: &str, name: &str) -> bool {
+    const TASK_COMM_LEN: usize = 15;
+    !comm.is_empty()
+        && name.as_bytes().get(..TASK_COMM_LEN.min(name.len())) == Some(comm.as_bytes())
 }
 
 /// utime + stime from a `/proc` `stat` file, in seconds.
@@ -216,10 +230,33 @@ mod tests {
     }
 
     #[test]
+    fn thread_names_match_their_truncated_comm() {
+        assert!(is_comm_of("archive-writer", "archive-writer"));
+        assert!(is_comm_of("archive-checkpo", "archive-checkpointer"));
+        assert!(!is_comm_of("archive-check", "archive-checkpointer"));
+        assert!(!is_comm_of("archive-writer", "archive-writer-2"));
+        assert!(!is_comm_of("", "archive-writer"));
+    }
+
+    #[test]
     #[cfg(target_os = "linux")]
     fn process_metrics_are_read() {
+        // The thread names itself once running: read only after it says so.
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (ready, running) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(crate::storage::checkpointer::THREAD_NAME.into())
+            .spawn(move || {
+                ready.send(()).unwrap();
+                stopped.recv()
+            })
+            .unwrap();
+        running.recv().unwrap();
         let m = ProcessMetrics::read().unwrap();
+        drop(stop);
+        thread.join().unwrap().unwrap_err();
         assert!(m.peak_rss_bytes > 1 << 20);
         assert!(m.cpu_seconds >= 0.0);
+        assert!(m.checkpointer_cpu_seconds.is_some());
     }
 }
