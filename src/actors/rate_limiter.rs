@@ -18,16 +18,19 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-/// Headroom against arrival jitter: a server counting requests in a strict sliding second
-/// must never see more than the limit, even when two requests' latencies differ.
+/// Headroom against arrival jitter at rates that need a burst (200/s and more), and the burst
+/// itself: a server counting requests in a strict sliding second must never see more than the
+/// limit, even when two requests' latencies differ.
 const GLOBAL_SAFETY: f64 = 0.99;
-/// A request's share of the global bucket, in governor cells: with a burst of one, the bucket
-/// holds `CELLS_PER_REQUEST + LATE_CELLS` cells, so a token taken up to an eighth of an
-/// interval late (2.5 ms at 50/s) is made up for by the next one coming that much sooner.
-/// tokio's timer rounds deadlines up to the millisecond and the runtime may be busy parsing a
-/// page when a token falls due: with a strict pace every such lateness was lost (tokens came
-/// 0.27 ms late on average at 50/s: 48.8 requests/s steady instead of 49.5).
-const CELLS_PER_REQUEST: u32 = 16;
+/// Where requests are paced one at a time, a token taken up to this late is made up for by the
+/// next one coming that much sooner (at most an eighth of an interval): tokio's timer rounds
+/// deadlines up to the millisecond and the runtime may be busy parsing a page when a token
+/// falls due. With a strict pace every such lateness was lost (tokens came 0.27 ms late on
+/// average at 50/s: 48.8 requests/s steady instead of 49.5).
+const LATE_TOLERANCE: Duration = Duration::from_micros(2_500);
+/// The bucket then counts in governor cells: a request takes at least this many, the bucket
+/// holds [`LATE_CELLS`] more, which is the tolerance.
+const MIN_CELLS_PER_REQUEST: u32 = 16;
 const LATE_CELLS: u32 = 2;
 /// At rates paced one request at a time, the `(rate + 1)`-th request of any run is sent at
 /// least a second and this much after the first: arrival jitter (ours, the network's, a busy
@@ -316,7 +319,7 @@ impl RateLimiter {
 /// at 500/s, a burst of one lost a tenth of the limit while the runtime was busy parsing pages.
 ///
 /// The headroom against arrival jitter: [`LOW_RATE_HEADROOM`] where requests are paced one at a
-/// time (the bucket holds one request and an eighth); at rates that need a burst, 1 % and
+/// time (the bucket holds a request and up to an eighth); at rates that need a burst, 1 % and
 /// another burst's worth (about 20 ms in all): such rates load the machine, and a loaded
 /// machine (ours or a proxy) delays some requests by more than 10 ms, which let a simulator
 /// counting a strict sliding second see one request too many.
@@ -360,13 +363,23 @@ fn global_pace(per_second: f64) -> GlobalPace {
             per_second: (per_second - 2.0 * (burst - 1.0)).max(1.0) * GLOBAL_SAFETY,
         }
     } else {
-        // `rate` intervals less the lateness made up for (an eighth of one) span a second and
-        // the headroom.
-        let late = f64::from(LATE_CELLS) / f64::from(CELLS_PER_REQUEST);
+        // Cells small enough that the extra ones are the tolerance (an eighth of an interval
+        // at most): 16 a request at 50/s, 1,600 at 0.5/s.
+        let cells = (f64::from(LATE_CELLS) / per_second / LATE_TOLERANCE.as_secs_f64())
+            .ceil()
+            .clamp(f64::from(MIN_CELLS_PER_REQUEST), 1e6) as u32;
+        // `rate` intervals less the lateness made up for span a second and the headroom; below
+        // 1/s, one interval less that spans `1 / rate` and the headroom.
+        let late = f64::from(LATE_CELLS) / f64::from(cells);
+        let headroom = 1.0 + LOW_RATE_HEADROOM.as_secs_f64();
         GlobalPace {
-            cells: CELLS_PER_REQUEST,
-            burst_cells: CELLS_PER_REQUEST + LATE_CELLS,
-            per_second: (per_second - late).max(0.5) / (1.0 + LOW_RATE_HEADROOM.as_secs_f64()),
+            cells,
+            burst_cells: cells + LATE_CELLS,
+            per_second: if per_second >= 1.0 {
+                (per_second - late) / headroom
+            } else {
+                per_second * (1.0 - late) / headroom
+            },
         }
     }
 }
@@ -783,6 +796,33 @@ mod tests {
                 "{rate}/s: {} requests in {tightest:?}",
                 n + 1
             );
+        }
+    }
+
+    #[test]
+    fn rates_below_one_per_second_space_every_request() {
+        use governor::clock::FakeRelativeClock;
+        for rate in [0.3, 0.5, 0.99] {
+            let clock = FakeRelativeClock::default();
+            let limiter = Governor::direct_with_clock(global_quota(rate), clock.clone());
+            let cells = NonZeroU32::new(global_pace(rate).cells).unwrap();
+            let (mut t, mut times) = (Duration::ZERO, Vec::new());
+            // Looking every 7 ms: late by up to that much, as in the test above.
+            while t < Duration::from_secs(60) {
+                if limiter.check_n(cells) == Ok(Ok(())) {
+                    times.push(t);
+                }
+                clock.advance(Duration::from_millis(7));
+                t += Duration::from_millis(7);
+            }
+            let apart = Duration::from_secs_f64(1.0 / rate);
+            assert!(
+                times.len() >= (60.0 * rate * 0.9) as usize,
+                "{rate}/s: {times:?}"
+            );
+            for w in times.windows(2) {
+                assert!(w[1] - w[0] >= apart, "{rate}/s: {:?} apart", w[1] - w[0]);
+            }
         }
     }
 }
