@@ -231,7 +231,8 @@ fn main() {
     let pages = pages(channels, &order);
     let messages: usize = pages.iter().map(|p| p.len()).sum();
 
-    let target = std::env::temp_dir().join(format!("sqlite-floor-{}.db", std::process::id()));
+    // Beside the archive: the same file system as the run that wrote it.
+    let target = std::path::PathBuf::from(format!("{source}.floor-{}", std::process::id()));
     let db = Db::open(
         &target,
         ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE,
