@@ -99,10 +99,7 @@ impl Drop for Db {
 
 /// The calling thread's CPU seconds (user + system).
 fn thread_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("Linux /proc");
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
+    discord_archiver::stats::cpu_seconds(Path::new("/proc/thread-self/stat")).expect("Linux /proc")
 }
 
 /// CPU seconds the whole machine spent busy so far (every core; kernel writeback included).

@@ -167,8 +167,9 @@ fn is_comm_of(comm: &str, name: &str) -> bool {
         && name.as_bytes().get(..TASK_COMM_LEN.min(name.len())) == Some(comm.as_bytes())
 }
 
-/// utime + stime from a `/proc` `stat` file, in seconds.
-fn cpu_seconds(path: &std::path::Path) -> Option<f64> {
+/// utime + stime from a `/proc` `stat` file (a process's, or a thread's:
+/// `/proc/thread-self/stat`), in seconds.
+pub fn cpu_seconds(path: &std::path::Path) -> Option<f64> {
     let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let rest = &stat[stat.rfind(')')? + 2..];

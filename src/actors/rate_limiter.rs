@@ -655,25 +655,36 @@ mod tests {
         assert_eq!(b.remaining, Some(4));
     }
 
+    /// When a taker that looks at the global bucket at the moments `next_step` spaces gets
+    /// tokens, over `span` of fake time.
+    fn token_times(
+        rate: f64,
+        span: Duration,
+        mut next_step: impl FnMut() -> Duration,
+    ) -> Vec<Duration> {
+        use governor::clock::FakeRelativeClock;
+        let clock = FakeRelativeClock::default();
+        let limiter = Governor::direct_with_clock(global_quota(rate), clock.clone());
+        let cells = NonZeroU32::new(global_pace(rate).cells).unwrap();
+        let (mut t, mut times) = (Duration::ZERO, Vec::new());
+        while t < span {
+            if limiter.check_n(cells) == Ok(Ok(())) {
+                times.push(t);
+            }
+            let step = next_step();
+            clock.advance(step);
+            t += step;
+        }
+        times
+    }
+
     #[test]
     fn global_quota_never_exceeds_the_rate_in_any_second() {
-        use governor::clock::FakeRelativeClock;
         for rate in [50.0, 500.0, 7.0, 1000.0, 50.5] {
-            let clock = FakeRelativeClock::default();
-            let limiter = Governor::direct_with_clock(global_quota(rate), clock.clone());
-            let cells = NonZeroU32::new(global_pace(rate).cells).unwrap();
-            // Take every token as soon as it is available for three seconds.
-            let mut times = Vec::new();
-            // Sampling much finer than the period, so quantization does not lower the rate.
+            // Take every token as soon as it is available for three seconds, sampling much
+            // finer than the period, so quantization does not lower the rate.
             let step = Duration::from_secs_f64(1.0 / rate / 100.0);
-            let mut t = Duration::ZERO;
-            while t < Duration::from_secs(3) {
-                if limiter.check_n(cells) == Ok(Ok(())) {
-                    times.push(t);
-                }
-                clock.advance(step);
-                t += step;
-            }
+            let times = token_times(rate, Duration::from_secs(3), || step);
             let max_in_window = times
                 .iter()
                 .enumerate()
@@ -746,20 +757,10 @@ mod tests {
 
     #[test]
     fn tokens_taken_a_little_late_are_made_up_for_at_low_rates() {
-        use governor::clock::FakeRelativeClock;
         // At 50/s (a token every ~20 ms) a runtime that looks only every 2 ms takes each token
         // up to 2 ms late: a strict pace would lose that every time (45 requests/s).
-        let clock = FakeRelativeClock::default();
-        let limiter = Governor::direct_with_clock(global_quota(50.0), clock.clone());
         let pace = global_pace(50.0);
-        let cells = NonZeroU32::new(pace.cells).unwrap();
-        let mut taken = 0;
-        for _ in 0..5_000 {
-            if limiter.check_n(cells) == Ok(Ok(())) {
-                taken += 1;
-            }
-            clock.advance(Duration::from_millis(2));
-        }
+        let taken = token_times(50.0, Duration::from_secs(10), || Duration::from_millis(2)).len();
         // Ten seconds at the pace, but the first token.
         assert!(
             taken as f64 >= pace.per_second * 10.0 - 1.0,
@@ -770,25 +771,15 @@ mod tests {
 
     #[test]
     fn tokens_made_up_for_never_crowd_a_second() {
-        use governor::clock::FakeRelativeClock;
         // A runtime looking at irregular moments (0.1 to 3 ms apart, seeded) takes tokens late
         // by varying amounts, the next ones then sooner: no second and headroom holds more
         // than the rate.
         for rate in [50.0, 7.0, 120.0] {
-            let clock = FakeRelativeClock::default();
-            let limiter = Governor::direct_with_clock(global_quota(rate), clock.clone());
-            let cells = NonZeroU32::new(global_pace(rate).cells).unwrap();
             let mut seed = 0x2545_f491_u64;
-            let (mut t, mut times) = (Duration::ZERO, Vec::new());
-            while t < Duration::from_secs(20) {
-                if limiter.check_n(cells) == Ok(Ok(())) {
-                    times.push(t);
-                }
+            let times = token_times(rate, Duration::from_secs(20), || {
                 seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                let step = Duration::from_micros(100 + (seed >> 33) % 2_900);
-                clock.advance(step);
-                t += step;
-            }
+                Duration::from_micros(100 + (seed >> 33) % 2_900)
+            });
             let n = rate as usize;
             let tightest = times.windows(n + 1).map(|w| w[n] - w[0]).min().unwrap();
             assert!(
@@ -801,20 +792,9 @@ mod tests {
 
     #[test]
     fn rates_below_one_per_second_space_every_request() {
-        use governor::clock::FakeRelativeClock;
         for rate in [0.3, 0.5, 0.99] {
-            let clock = FakeRelativeClock::default();
-            let limiter = Governor::direct_with_clock(global_quota(rate), clock.clone());
-            let cells = NonZeroU32::new(global_pace(rate).cells).unwrap();
-            let (mut t, mut times) = (Duration::ZERO, Vec::new());
             // Looking every 7 ms: late by up to that much, as in the test above.
-            while t < Duration::from_secs(60) {
-                if limiter.check_n(cells) == Ok(Ok(())) {
-                    times.push(t);
-                }
-                clock.advance(Duration::from_millis(7));
-                t += Duration::from_millis(7);
-            }
+            let times = token_times(rate, Duration::from_secs(60), || Duration::from_millis(7));
             let apart = Duration::from_secs_f64(1.0 / rate);
             assert!(
                 times.len() >= (60.0 * rate * 0.9) as usize,
