@@ -64,6 +64,11 @@ fn usage_error(e: &dyn std::fmt::Display) -> i32 {
 }
 
 fn archive(settings: Settings, terminal: &Terminal) -> i32 {
+    if let Some(path) = &settings.stats_json {
+        if let Err(e) = check_output(path, "--stats-json", &settings.database) {
+            return usage_error(&e);
+        }
+    }
     let token = match config::read_token(&settings, &config::process_env) {
         Ok(token) => token,
         Err(e) => return usage_error(&e),
@@ -150,7 +155,33 @@ fn status(settings: &config::StatusSettings) -> i32 {
     }
 }
 
+/// An output file is checked before anything runs: it must not be the archive (writing it
+/// would destroy what is archived), and its directory must exist (a run must not end in an
+/// error after all its work).
+fn check_output(path: &std::path::Path, flag: &str, db: &std::path::Path) -> Result<(), String> {
+    if storage::overlaps_archive(db, path) {
+        return Err(format!(
+            "{flag} {} is the archive itself (--db {}) or one of its files: choose another path",
+            path.display(),
+            db.display()
+        ));
+    }
+    match path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => Err(format!(
+            "{flag} {}: the directory {} does not exist",
+            path.display(),
+            dir.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn export(settings: &config::ExportSettings) -> i32 {
+    if let Some(path) = &settings.out {
+        if let Err(e) = check_output(path, "--out", &settings.database) {
+            return usage_error(&e);
+        }
+    }
     let result = (|| -> anyhow::Result<u64> {
         let mut conn = storage::open_ro(&settings.database)?;
         let filter = ExportFilter {

@@ -143,3 +143,50 @@ fn demo_archives_and_then_resumes() {
     assert!(again.contains(" 0 stored"), "nothing new: {again}");
     assert!(text(&out).contains("up to date"), "{}", text(&out));
 }
+
+#[test]
+fn an_output_path_that_is_the_archive_is_refused_before_anything_is_written() {
+    let h = Harness::small();
+    let args = h.archive_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_exit(&h.bin(&args), 0, "archive");
+    let before = std::fs::read(&h.db).unwrap();
+    let db = h.db.display().to_string();
+    let wal = format!("{db}-wal");
+
+    for out in [&db, &wal] {
+        let export = h.bin(&["export", "--db", &db, "--out", out]);
+        assert_exit(&export, 2, "export over the archive");
+        assert!(
+            text(&export).contains("is the archive itself"),
+            "{}",
+            text(&export)
+        );
+
+        let requests = h.requests().len();
+        let mut run = args.clone();
+        run.extend(["--stats-json", out]);
+        let archive = h.bin(&run);
+        assert_exit(&archive, 2, "stats over the archive");
+        assert!(
+            text(&archive).contains("--stats-json"),
+            "{}",
+            text(&archive)
+        );
+        assert_eq!(h.requests().len(), requests, "refused before any request");
+    }
+    assert_eq!(
+        std::fs::read(&h.db).unwrap(),
+        before,
+        "the archive is untouched"
+    );
+    assert_exit(&h.bin(&["status", "--db", &db]), 0, "status");
+
+    let missing = h.dir.path().join("no-such-dir/stats.json");
+    let mut run = args.clone();
+    let missing = missing.display().to_string();
+    run.extend(["--stats-json", &missing]);
+    let out = h.bin(&run);
+    assert_exit(&out, 2, "stats into a missing directory");
+    assert!(text(&out).contains("does not exist"), "{}", text(&out));
+}

@@ -318,6 +318,38 @@ pub fn open_rw(path: &Path) -> Result<Archive, StorageError> {
     })
 }
 
+/// Whether writing to `other` would overwrite the archive at `archive` or one of the files
+/// SQLite keeps beside it (`-wal`, `-shm`, `-journal`): an output path must never be one.
+pub fn overlaps_archive(archive: &Path, other: &Path) -> bool {
+    ["", "-wal", "-shm", "-journal"].iter().any(|suffix| {
+        let mut name = archive.as_os_str().to_owned();
+        name.push(suffix);
+        same_file(Path::new(&name), other)
+    })
+}
+
+/// Two paths naming one file: the same inode when both exist (hard links, symlinks), else the
+/// same place once their directories are resolved.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        use std::os::unix::fs::MetadataExt;
+        return (x.dev(), x.ino()) == (y.dev(), y.ino());
+    }
+    let place = |p: &Path| -> Option<PathBuf> {
+        if let Ok(full) = std::fs::canonicalize(p) {
+            return Some(full);
+        }
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        Some(
+            std::fs::canonicalize(dir.unwrap_or(Path::new(".")))
+                .ok()?
+                .join(p.file_name()?),
+        )
+    };
+    matches!((place(a), place(b)), (Some(x), Some(y)) if x == y)
+}
+
 /// Opens an existing archive read-only (for `status` and `export`); never creates or migrates.
 pub fn open_ro(path: &Path) -> Result<SqliteConnection, StorageError> {
     match inspect(path)? {
@@ -393,6 +425,25 @@ fn create_private(path: &Path) -> Result<(), StorageError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_output_path_that_is_the_archive_or_its_companions_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("a.db");
+        std::fs::write(&db, b"x").unwrap();
+        assert!(overlaps_archive(&db, &db));
+        // Another spelling of the same file, a hard link, a companion not yet created.
+        let dotted = dir.path().join(".").join("a.db");
+        assert!(overlaps_archive(&db, &dotted));
+        let link = dir.path().join("link.db");
+        std::fs::hard_link(&db, &link).unwrap();
+        assert!(overlaps_archive(&db, &link));
+        assert!(overlaps_archive(&db, &dir.path().join("a.db-wal")));
+        // Neither existing yet: compared by place.
+        let fresh = dir.path().join("new.db");
+        assert!(overlaps_archive(&fresh, &dir.path().join("new.db")));
+        assert!(!overlaps_archive(&db, &dir.path().join("out.jsonl")));
+    }
     use super::*;
 
     #[test]
