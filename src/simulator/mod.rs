@@ -640,7 +640,7 @@ mod tests {
         let again = get(addr, &api(&format!("/guilds/{gid}/threads/active"))).json();
         assert!(!names(&again).contains(&"moving-soon".to_owned()));
 
-        // Archived public threads, paged over HTTP with the raw timestamp as `before`.
+        // Archived public threads, paged over HTTP with the timestamp as `before`, escaped.
         let general = id("general");
         let target = api(&format!(
             "/channels/{general}/threads/archived/public?limit=100"
@@ -653,7 +653,11 @@ mod tests {
             .unwrap()
             .to_owned();
         assert!(last.ends_with("+00:00"));
-        let second = get(addr, &format!("{target}&before={last}")).json();
+        // Sent bare, the offset's `+` reads as a space: a form error, as on Discord.
+        let r = get(addr, &format!("{target}&before={last}"));
+        assert_eq!((r.status, r.json()["code"].as_u64()), (400, Some(50035)));
+        let escaped = last.replace('+', "%2B");
+        let second = get(addr, &format!("{target}&before={escaped}")).json();
         assert_eq!(second["has_more"], false);
         assert_eq!(second["threads"].as_array().unwrap().len(), 21);
         let r = get(addr, &format!("{target}1"));

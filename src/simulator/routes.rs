@@ -588,7 +588,8 @@ fn parse_limit(value: &str) -> Result<usize, (&'static str, &'static str, String
     }
 }
 
-/// Decodes `%XX` escapes; a `+` stays a `+` (clients send ISO 8601 offsets unescaped).
+/// Decodes a query value as form-encoded, as web servers do: `%XX` escapes, and `+` is a space
+/// (so an ISO 8601 offset sent as a bare `+00:00` does not parse, as on Discord).
 fn percent_decode(value: &str) -> String {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -604,6 +605,7 @@ fn percent_decode(value: &str) -> String {
                 }
                 _ => out.push(b'%'),
             },
+            b'+' => out.push(b' '),
             b => out.push(b),
         }
         i += 1;
@@ -972,14 +974,19 @@ mod tests {
         let ts = parse_iso8601_us("2024-05-01T12:34:56.789000+00:00").unwrap();
         assert_eq!(parse_threads_query("", false).unwrap(), (None, 50));
         assert_eq!(
-            parse_threads_query("before=2024-05-01T12:34:56.789000+00:00&limit=100", false)
+            parse_threads_query("before=2024-05-01T12:34:56.789000%2B00:00&limit=100", false)
                 .unwrap(),
             (Some(ts), 100)
         );
-        // Percent-encoded, or with the `+` form-decoded to a space upstream.
+        // A bare `+` is a space once form-decoded, as any web server reads it: a form error.
+        for q in [
+            "before=2024-05-01T12:34:56.789000+00:00",
+            "before=2024-05-01T12:34:56.789000%2000:00",
+        ] {
+            assert!(parse_threads_query(q, false).is_err(), "{q}");
+        }
         for q in [
             "before=2024-05-01T12%3A34%3A56.789000%2B00%3A00",
-            "before=2024-05-01T12:34:56.789000%2000:00",
             "before=2024-05-01T12:34:56.789Z",
         ] {
             assert_eq!(
@@ -1009,7 +1016,7 @@ mod tests {
             assert_eq!(v["code"], 50035, "{q}");
             assert_eq!(v["errors"][field]["_errors"][0]["code"], code, "{q}: {v}");
         }
-        assert_eq!(percent_decode("a%2Bb+c%zz%4"), "a+b+c%zz%4");
+        assert_eq!(percent_decode("a%2Bb+c%zz%4"), "a+b c%zz%4");
     }
 
     /// Pages an archived-thread listing the way the archiver does: `before` = the last
