@@ -262,8 +262,10 @@ fn connect(url: &str, path: &Path) -> Result<SqliteConnection, StorageError> {
 /// Opens (creating if needed, mode 0600) the archive for writing, locks it, runs migrations.
 pub fn open_rw(path: &Path) -> Result<Archive, StorageError> {
     let found = inspect(path)?;
-    if matches!(found, Found::Nothing) {
-        create_private(path)?;
+    match found {
+        Found::Nothing => create_private(path)?,
+        Found::Sqlite => drop(judge_read_only(path)?),
+        Found::Empty => {}
     }
     let lock = OpenOptions::new()
         .read(true)
@@ -360,19 +362,26 @@ pub fn open_ro(path: &Path) -> Result<SqliteConnection, StorageError> {
         }
         Found::Sqlite => {}
     }
-    // A read-only connection to a database in WAL mode creates `-wal` and `-shm` files next to
-    // it and, unable to checkpoint, leaves them there. So the file is judged first through an
-    // immutable connection, which reads the main file alone and creates nothing: exact while
-    // no `-wal` exists (nothing can be in a WAL then). A file that is not ours is refused
-    // without a trace; only our own archives get the ordinary connection.
+    let mut conn = judge_read_only(path)?;
+    conn.batch_execute("PRAGMA busy_timeout = 10000;")
+        .map_err(sqlite_err(path, "setting pragmas"))?;
+    Ok(conn)
+}
+
+/// Judges an existing SQLite file without writing to it, and returns the read-only connection
+/// that did. A read-only connection to a database in WAL mode creates `-wal` and `-shm` files
+/// next to it and, unable to checkpoint, leaves them there; so the file is judged first through
+/// an immutable connection, which reads the main file alone and creates nothing: exact while no
+/// `-wal` exists (nothing can be in a WAL then). A read-write connection would be worse: it
+/// recovers a leftover WAL into the main file and deletes it when it closes. A file that is not
+/// ours is refused without a trace.
+fn judge_read_only(path: &Path) -> Result<SqliteConnection, StorageError> {
     if !sibling(path, "-wal").exists() {
         let mut probe = connect(&file_uri(path, "mode=ro&immutable=1"), path)?;
         check_ours(&mut probe, path)?;
     }
     let mut conn = connect(&read_only_uri(path), path)?;
     check_ours(&mut conn, path)?;
-    conn.batch_execute("PRAGMA busy_timeout = 10000;")
-        .map_err(sqlite_err(path, "setting pragmas"))?;
     Ok(conn)
 }
 
@@ -533,6 +542,32 @@ mod tests {
         assert!(matches!(open_rw(&path), Err(StorageError::NotOurs { .. })));
         assert_eq!(listing(dir.path()), ["other.db"]);
         assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_foreign_database_with_a_leftover_wal_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
+             CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('x');",
+        )
+        .unwrap();
+        // What the other program leaves if it dies now: its files, the WAL holding what it
+        // wrote. (The `-shm` index is scratch space every reader touches; it holds no data.)
+        let left = dir.path().join("left.db");
+        for suffix in ["", "-wal", "-shm"] {
+            std::fs::copy(sibling(&path, suffix), sibling(&left, suffix)).unwrap();
+        }
+        drop(conn);
+        let files = || ["", "-wal"].map(|s| std::fs::read(sibling(&left, s)).unwrap_or_default());
+        let before = files();
+        assert!(!before[1].is_empty(), "a WAL with content");
+        let err = open_rw(&left).unwrap_err();
+        assert!(matches!(err, StorageError::NotOurs { .. }), "{err}");
+        assert!(err.to_string().contains("notes"), "{err}");
+        assert!(files() == before, "main file and WAL unchanged");
     }
 
     #[test]
