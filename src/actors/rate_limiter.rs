@@ -228,7 +228,7 @@ impl Bucket {
         }
         self.trusted = true;
         // Absurd reset values are not enforced in practice; waiting on them would stall us.
-        let reset = now + Duration::from_secs_f64(reset_after).min(cap);
+        let reset = now + Duration::try_from_secs_f64(reset_after).map_or(cap, |d| d.min(cap));
         // Requests still out were counted by the server or will be: assume the worst.
         let remaining = remaining.saturating_sub(self.in_flight);
         let same_window = self
@@ -638,6 +638,9 @@ mod tests {
         let now = Instant::now();
         let mut b = Bucket::default();
         b.learn(&headers(5, 0, 1e9), now, Duration::from_secs(60));
+        assert_eq!(b.reset_at, Some(now + Duration::from_secs(60)));
+        // Past what a Duration holds: capped too, not a panic of the limiter.
+        b.learn(&headers(5, 0, 1e20), now, Duration::from_secs(60));
         assert_eq!(b.reset_at, Some(now + Duration::from_secs(60)));
     }
 
