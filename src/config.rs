@@ -699,14 +699,20 @@ fn apply_args(s: &mut Settings, args: &ArchiveArgs) -> Result<(), ConfigError> {
     if let Some(path) = &args.stats_json {
         s.stats_json = Some(path.clone());
     }
-    // --guild adds to the file's guilds (a guild already there keeps its exclusions);
-    // --channel replaces the file's channels, so a one-off run can pick just a few.
-    for raw in &args.guilds {
-        let id = from_option("--guild", raw, check_id_str)?;
-        add_guild(&mut s.guilds, id, std::iter::empty());
-    }
-    if !args.channels.is_empty() {
+    // Targets on the command line replace the file's (`--channel X` archives just X, as it
+    // says); a guild the file names too keeps the file's exclusions.
+    if !args.guilds.is_empty() || !args.channels.is_empty() {
+        let file_guilds = std::mem::take(&mut s.guilds);
         s.channels.clear();
+        for raw in &args.guilds {
+            let id = from_option("--guild", raw, check_id_str)?;
+            let exclude = file_guilds
+                .iter()
+                .find(|g| g.id == id)
+                .map(|g| g.exclude_channels.clone())
+                .unwrap_or_default();
+            add_guild(&mut s.guilds, id, exclude);
+        }
         for raw in &args.channels {
             push_unique(
                 &mut s.channels,
@@ -1497,6 +1503,14 @@ id = 234567890123456789
             [300, 301],
             "--channel replaces the file's channels"
         );
+        // Channels alone on the command line: just those, not the file's guilds too.
+        let only = ArchiveArgs {
+            channels: vec!["300".into()],
+            ..ArchiveArgs::default()
+        };
+        let s2 = resolve(file, &env, &only).unwrap();
+        assert!(s2.guilds.is_empty(), "{:?}", s2.guilds);
+        assert_eq!(s2.channels, [300]);
         let before = time::snowflake_from_ms(time::parse_rfc3339("2024-05-01T00:00:00Z").unwrap());
         assert_eq!(
             s.bounds,
@@ -1901,7 +1915,8 @@ id = 234567890123456789
 
         std::fs::write(&path, EXAMPLE).unwrap();
         let s = resolve_archive(&args, &no_env).unwrap();
-        assert_eq!((s.channels.as_slice(), s.guilds.len()), (&[1][..], 1));
+        // The command line's channel replaces the example file's targets.
+        assert_eq!((s.channels.as_slice(), s.guilds.len()), (&[1][..], 0));
     }
 
     #[test]
