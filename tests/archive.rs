@@ -344,3 +344,72 @@ fn missing_and_forbidden_channels_are_skipped_and_the_run_completes() {
         ChannelStatus::Finished
     ));
 }
+
+/// A run stopped while a long channel was paged in slices can leave holes between recorded
+/// slices (a slice gets its row with its first batch), and a last slice that reached what was
+/// then the newest message. The next run must fetch every hole and what came since, once, and
+/// fold every slice into the checkpoint.
+#[test]
+fn resuming_slices_fetches_every_hole_and_what_came_since() {
+    use diesel::RunQueryDsl;
+    let h = Harness::new(SimConfig {
+        guild: GuildSpec {
+            channels: vec![discord_archiver::simulator::ChannelSpec::text(
+                "long", 10_000,
+            )],
+            ..GuildSpec::test_small()
+        },
+        ..SimConfig::default()
+    });
+    let channel = h.channel_id("long");
+    let t: Vec<i64> = h
+        .sim
+        .state()
+        .truth(channel)
+        .iter()
+        .map(|(id, _)| *id as i64)
+        .collect();
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    let full = h.archived();
+    let full_cp = h.checkpoints()[&(channel as i64)].clone();
+
+    // Fetched: up to t[999] (the checkpoint), (t[2999], t[4999]] and (t[6999], t[8999]], the
+    // latter the last slice, done at what was then the newest message. Unfetched: the gap
+    // before the first slice, the hole between the two, everything after the last.
+    let mut conn = h.conn();
+    let kept = format!(
+        "channel_id = {channel} AND (id <= {} OR (id > {} AND id <= {}) OR (id > {} AND id <= {}))",
+        t[999], t[2999], t[4999], t[6999], t[8999]
+    );
+    diesel::sql_query(format!(
+        "DELETE FROM messages WHERE channel_id = {channel} AND NOT ({kept})"
+    ))
+    .execute(&mut conn)
+    .unwrap();
+    diesel::sql_query(format!(
+        "UPDATE checkpoints SET last_message_id = {}, complete = 0,
+             total_messages = (SELECT count(*) FROM messages WHERE {kept})
+         WHERE channel_id = {channel}",
+        t[999]
+    ))
+    .execute(&mut conn)
+    .unwrap();
+    diesel::sql_query(format!(
+        "INSERT INTO fetch_slices (channel_id, after_id, until_id, cursor_id, done, reached_end)
+         VALUES ({channel}, {a}, {b}, {b}, 1, 0), ({channel}, {c}, {d}, {d}, 1, 1)",
+        a = t[2999],
+        b = t[4999],
+        c = t[6999],
+        d = t[8999]
+    ))
+    .execute(&mut conn)
+    .unwrap();
+    drop(conn);
+
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert_same_rows(&h.archived(), &full);
+    assert_eq!(h.checkpoints()[&(channel as i64)], full_cp);
+    assert!(slices_at(&h.db).is_empty(), "every slice is folded");
+}

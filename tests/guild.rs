@@ -303,3 +303,34 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// Without Read Message History Discord answers `200 []`: a channel asked for by ID, whose
+/// permissions discovery does not check, must be reported and skipped, not recorded as archived
+/// up to its listed newest message (a later run with the permission would then skip its whole
+/// history).
+#[test]
+fn a_channel_without_history_access_is_skipped_not_claimed() {
+    let h = full();
+    let channel = h.channel_id("no-history");
+    let mut settings = h.settings();
+    settings.guilds.clear();
+    settings.channels = vec![channel];
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert!(
+        matches!(
+            &report.channels[&channel].status,
+            ChannelStatus::Skipped(why) if why.contains("Read Message History")
+        ),
+        "{:?}",
+        report.channels[&channel].status
+    );
+    let claimed = h
+        .checkpoints()
+        .get(&(channel as i64))
+        .map(|c| (c.last_message_id, c.complete));
+    assert!(
+        matches!(claimed, None | Some((0, false))),
+        "nothing claimed: {claimed:?}"
+    );
+}

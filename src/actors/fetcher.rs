@@ -325,6 +325,12 @@ struct Span {
 enum SpanEnd {
     Done,
     Interrupted,
+    /// The first page was empty although the listing named a newer message: nothing was
+    /// claimed.
+    NothingVisible {
+        cursor: u64,
+        newest: u64,
+    },
     /// Stopped after its first page, as asked, to decide whether to split the rest.
     Probed {
         cursor: u64,
@@ -394,41 +400,29 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
         },
     )
     .await?;
-    let prefix = Lane::Prefix { extends: true };
-    let mut spans = Vec::new();
-    if slices.is_empty() {
+    let spans = if slices.is_empty() {
         // Page once, then split what remains if it is long.
         let first = Span {
             cursor: saved,
             until: None,
-            lane: prefix,
+            lane: Lane::Prefix { extends: true },
         };
         match fetch_span(env, job, first, &counters, true, stats).await? {
-            SpanEnd::Probed { cursor, page_ms } => {
-                spans = split(job, cursor, page_ms, spare_spans(env));
+            SpanEnd::Probed { cursor, page_ms } => split(job, cursor, page_ms, spare_spans(env)),
+            SpanEnd::NothingVisible { newest, .. } if saved == 0 => {
+                // Nothing of this channel was ever seen: most likely unreadable, so it is
+                // reported and skipped like a 403, not recorded as archived.
+                let reason = format!(
+                    "no message visible although the channel lists message {newest}: missing Read Message History? (Discord answers an empty page)"
+                );
+                record_skip(env, job, &reason).await;
+                return Ok(Outcome::Skipped(reason));
             }
             other => return finish(env, job, &counters, Ok(other)),
         }
     } else {
-        // Resume every unfinished part: the gap before the first slice, then each slice.
-        let first_after = slices[0].after_id.max(0) as u64;
-        if saved < first_after {
-            spans.push(Span {
-                cursor: saved,
-                until: Some(first_after),
-                lane: prefix,
-            });
-        }
-        for s in slices.iter().filter(|s| !s.done) {
-            spans.push(Span {
-                cursor: s.cursor_id.max(0) as u64,
-                until: (s.until_id != i64::MAX).then_some(s.until_id as u64),
-                lane: Lane::Slice {
-                    after: s.after_id.max(0) as u64,
-                },
-            });
-        }
-    }
+        resume_spans(saved, &slices)
+    };
     let extra = spans.len().saturating_sub(1);
     env.extra_spans.fetch_add(extra, Ordering::SeqCst);
     let mut span_stats = vec![Stats::default(); spans.len()];
@@ -452,6 +446,60 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
         }
     }
     finish(env, job, &counters, outcome)
+}
+
+/// Every part of a channel not yet fetched, after a run that split it into slices: the gap
+/// from the checkpoint to the first slice, each unfinished slice from its cursor, each hole
+/// between slices (a slice is recorded only once its first batch committed, so a run stopped
+/// early leaves some unrecorded), and what lies past the last slice. A last slice that reached
+/// the newest message is paged on from there: messages may have come since.
+fn resume_spans(saved: u64, slices: &[SliceRow]) -> Vec<Span> {
+    let mut slices: Vec<&SliceRow> = slices.iter().collect();
+    slices.sort_by_key(|s| s.after_id);
+    let bound = |id: i64| (id != i64::MAX).then_some(id.max(0) as u64);
+    let mut spans = Vec::new();
+    // Everything up to here is fetched or about to be (`None`: to the newest message).
+    let mut reach = Some(saved);
+    for (i, s) in slices.iter().enumerate() {
+        let after = s.after_id.max(0) as u64;
+        if let Some(from) = reach.filter(|r| *r < after) {
+            spans.push(Span {
+                cursor: from,
+                until: Some(after),
+                lane: gap_lane(saved, from),
+            });
+        }
+        let reopen = s.done && s.reached_end && i + 1 == slices.len();
+        if !s.done || reopen {
+            spans.push(Span {
+                cursor: s.cursor_id.max(0) as u64,
+                until: if reopen { None } else { bound(s.until_id) },
+                lane: Lane::Slice { after },
+            });
+        }
+        let end = if reopen { None } else { bound(s.until_id) };
+        reach = match (reach, end) {
+            (Some(r), Some(e)) => Some(r.max(e)),
+            _ => None,
+        };
+    }
+    if let Some(from) = reach {
+        spans.push(Span {
+            cursor: from,
+            until: None,
+            lane: gap_lane(saved, from),
+        });
+    }
+    spans
+}
+
+/// A range starting at the checkpoint moves it; one starting further on is a new slice.
+fn gap_lane(saved: u64, from: u64) -> Lane {
+    if from <= saved {
+        Lane::Prefix { extends: true }
+    } else {
+        Lane::Slice { after: from }
+    }
 }
 
 /// How many more spans may start now: the concurrency `max_concurrent_channels` allows,
@@ -519,6 +567,14 @@ fn finish(
     let (processed, stored) = (counters.processed.get(), counters.stored.get());
     match end? {
         SpanEnd::Interrupted => Ok(Outcome::Interrupted),
+        SpanEnd::NothingVisible { cursor, newest } => {
+            tracing::warn!(
+                channel = job.channel_id,
+                "{}: no message after {cursor} although the listing names {newest} (deleted, or Read Message History missing): checkpoint left as it was",
+                label(job),
+            );
+            Ok(Outcome::Finished)
+        }
         SpanEnd::Done | SpanEnd::Probed { .. } => {
             progress(env, job, processed, stored, job.newest.unwrap_or(0), true);
             tracing::info!(
@@ -568,6 +624,14 @@ async fn fetch_span(
                 };
             }
         };
+        if page.returned == 0 && cursor == span.cursor && span.until.is_none() {
+            if let Some(newest) = job.newest.filter(|n| *n > cursor) {
+                // The listing names a message past the cursor, yet none came. Without Read
+                // Message History Discord answers `200 []`: claiming the listed newest message
+                // (as an empty last page does) would pass over the channel's history for good.
+                return Ok(SpanEnd::NothingVisible { cursor, newest });
+            }
+        }
         let full_page = page.returned >= usize::from(PAGE_LIMIT);
         let page_ms = match (page.messages.first(), page.messages.last()) {
             (Some(a), Some(b)) => snowflake_ms(b.id).saturating_sub(snowflake_ms(a.id)),
@@ -696,9 +760,13 @@ async fn flush(
     let span_done = matches!(how, Flush::SpanEnd | Flush::ReachedNewest);
     let (last_message_id, complete, slice) = match span.lane {
         Lane::Prefix { extends: false } => (None, None, None),
-        Lane::Prefix { extends: true } => {
-            (Some(to_i64(last)), Some(how == Flush::ReachedNewest), None)
-        }
+        // Only a span open to the newest message may say whether the channel is complete: a
+        // span bounded by a slice ahead ends before it, and the slice's end decides.
+        Lane::Prefix { extends: true } => (
+            Some(to_i64(last)),
+            span.until.is_none().then_some(how == Flush::ReachedNewest),
+            None,
+        ),
         Lane::Slice { after } => (
             None,
             None,
@@ -852,5 +920,74 @@ mod tests {
         assert!(skip_reason(&ApiError::NoAccess { code: 50001 }).contains("missing access"));
         assert!(skip_reason(&ApiError::NoAccess { code: 50013 }).contains("permissions"));
         assert!(skip_reason(&ApiError::NotFound { code: 10003 }).contains("unknown channel"));
+    }
+
+    fn slice(after: i64, until: i64, cursor: i64, done: bool, reached_end: bool) -> SliceRow {
+        SliceRow {
+            channel_id: 1,
+            after_id: after,
+            until_id: until,
+            cursor_id: cursor,
+            done,
+            reached_end,
+        }
+    }
+
+    /// Spans as `(cursor, until, Some(after) for a slice / None for the prefix)`.
+    fn plan(saved: u64, slices: &[SliceRow]) -> Vec<(u64, Option<u64>, Option<u64>)> {
+        resume_spans(saved, slices)
+            .into_iter()
+            .map(|s| {
+                let lane = match s.lane {
+                    Lane::Slice { after } => Some(after),
+                    Lane::Prefix { .. } => None,
+                };
+                (s.cursor, s.until, lane)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn resuming_covers_the_gap_each_unfinished_slice_and_nothing_fetched() {
+        let open = i64::MAX;
+        let slices = [
+            slice(200, 300, 250, false, false),
+            slice(300, 400, 400, true, false),
+            slice(400, open, 450, false, false),
+        ];
+        assert_eq!(
+            plan(100, &slices),
+            [
+                (100, Some(200), None),
+                (250, Some(300), Some(200)),
+                (450, None, Some(400)),
+            ]
+        );
+    }
+
+    #[test]
+    fn resuming_fetches_the_holes_of_slices_never_recorded() {
+        // Slices (200, 300] and the open last one never committed a batch: no rows for them.
+        let slices = [
+            slice(100, 200, 150, false, false),
+            slice(300, 400, 400, true, false),
+        ];
+        assert_eq!(
+            plan(100, &slices),
+            [
+                (150, Some(200), Some(100)),
+                (200, Some(300), Some(200)),
+                (400, None, Some(400)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_last_slice_that_reached_the_newest_message_goes_on_from_there() {
+        let slices = [slice(300, 500, 500, true, true)];
+        assert_eq!(
+            plan(100, &slices),
+            [(100, Some(300), None), (500, None, Some(300))]
+        );
     }
 }

@@ -49,12 +49,22 @@ pub fn write_batch(
 ) -> QueryResult<(CheckpointRow, Vec<SliceRow>)> {
     let inserted = insert_messages(conn, rows)?;
     let mut row = merge_checkpoint(previous, update, inserted as i64);
+    let before = slices;
     let mut slices = slices.to_vec();
     if let Some(slice) = &update.slice {
         match slices.iter_mut().find(|s| s.after_id == slice.after_id) {
             Some(s) => *s = slice.clone(),
             None => slices.push(slice.clone()),
         }
+    }
+    let merged = fold_slices(&mut row, &mut slices);
+    // A slice the checkpoint has reached is part of it: written only if it stays ahead, and
+    // deleted if it was stored.
+    if let Some(slice) = update
+        .slice
+        .as_ref()
+        .filter(|s| !merged.iter().any(|m| m.after_id == s.after_id))
+    {
         diesel::insert_into(fetch_slices::table)
             .values(slice)
             .on_conflict((fetch_slices::channel_id, fetch_slices::after_id))
@@ -62,9 +72,11 @@ pub fn write_batch(
             .set(slice)
             .execute(conn)?;
     }
-    for merged in fold_slices(&mut row, &mut slices) {
-        diesel::delete(fetch_slices::table.find((merged.channel_id, merged.after_id)))
-            .execute(conn)?;
+    for gone in merged
+        .iter()
+        .filter(|m| before.iter().any(|b| b.after_id == m.after_id))
+    {
+        diesel::delete(fetch_slices::table.find((gone.channel_id, gone.after_id))).execute(conn)?;
     }
     diesel::insert_into(checkpoints::table)
         .values(&row)
@@ -75,8 +87,10 @@ pub fn write_batch(
     Ok((row, slices))
 }
 
-/// Extends the checkpoint over the slices it has reached: through a done slice entirely
-/// (which is then returned, to be deleted), into an unfinished one up to its cursor.
+/// Extends the checkpoint over the slices it has reached, and returns them (to be deleted):
+/// through a done slice entirely, into an unfinished one up to its cursor. A slice reached is
+/// part of the contiguous prefix from then on; left in place, it would outlive a checkpoint
+/// that passed it (an explicit range run) and name a range nothing resumes.
 pub fn fold_slices(row: &mut CheckpointRow, slices: &mut Vec<SliceRow>) -> Vec<SliceRow> {
     let mut merged = Vec::new();
     slices.sort_by_key(|s| s.after_id);
@@ -84,16 +98,15 @@ pub fn fold_slices(row: &mut CheckpointRow, slices: &mut Vec<SliceRow>) -> Vec<S
         .iter()
         .position(|s| s.after_id <= row.last_message_id)
     {
-        let s = &slices[i];
+        let s = slices.remove(i);
         row.last_message_id = row.last_message_id.max(s.cursor_id);
-        if !s.done {
-            break;
+        if s.done {
+            row.last_message_id = row.last_message_id.max(s.until_id);
+            if s.reached_end {
+                row.complete = true;
+            }
         }
-        row.last_message_id = row.last_message_id.max(s.until_id);
-        if s.reached_end {
-            row.complete = true;
-        }
-        merged.push(slices.remove(i));
+        merged.push(s);
     }
     merged
 }
@@ -441,16 +454,20 @@ mod tests {
         assert_eq!(merged, [slice(100, 200, 200, true)]);
         assert_eq!(row.last_message_id, 200);
         assert_eq!(slices.len(), 1);
-        // The prefix reaches 300: it extends into the unfinished slice up to its cursor only.
+        // The prefix reaches 300: it extends into the unfinished slice up to its cursor only,
+        // and the slice is part of the prefix from then on.
         row.last_message_id = 300;
-        assert!(fold_slices(&mut row, &mut slices).is_empty());
+        assert_eq!(
+            fold_slices(&mut row, &mut slices),
+            [slice(300, 400, 350, false)]
+        );
         assert_eq!(row.last_message_id, 350);
-        assert!(!row.complete);
-        // The last slice finishes at the channel's end: all merged, complete.
-        slices[0] = SliceRow {
+        assert!(!row.complete && slices.is_empty());
+        // That slice's span goes on, finishes at the channel's end: merged, complete.
+        slices.push(SliceRow {
             reached_end: true,
             ..slice(300, 420, 420, true)
-        };
+        });
         fold_slices(&mut row, &mut slices);
         assert_eq!((row.last_message_id, row.complete), (420, true));
         assert!(slices.is_empty());
@@ -478,7 +495,13 @@ mod tests {
         prefix.slice = None;
         let (row, slices) = save_batch(c, vec![], Some(&row), &slices, &prefix).unwrap();
         assert_eq!(row.last_message_id, 25);
-        assert_eq!(slices.len(), 1);
+        assert!(slices.is_empty() && load_slices(c, 7).unwrap().is_empty());
+        // The slice's span goes on: its batches move the checkpoint, no row comes back.
+        let mut on = cp(None, None, None);
+        on.slice = Some(slice(20, 30, 28, false));
+        let (row, slices) = save_batch(c, vec![msg(27, "{}")], Some(&row), &slices, &on).unwrap();
+        assert_eq!(row.last_message_id, 28);
+        assert!(slices.is_empty() && load_slices(c, 7).unwrap().is_empty());
         let mut done = cp(None, None, None);
         done.slice = Some(slice(20, 30, 30, true));
         let (row, slices) = save_batch(c, vec![], Some(&row), &slices, &done).unwrap();
