@@ -114,7 +114,8 @@ impl DiscordClient {
             .http
             .public_archived_threads(id(channel_id)?)
             .limit(100);
-        if let Some(before) = before {
+        let before = before.map(query_value);
+        if let Some(before) = &before {
             request = request.before(before);
         }
         json(request, "archived threads").await
@@ -130,7 +131,8 @@ impl DiscordClient {
             .http
             .private_archived_threads(id(channel_id)?)
             .limit(100);
-        if let Some(before) = before {
+        let before = before.map(query_value);
+        if let Some(before) = &before {
             request = request.before(before);
         }
         json(request, "archived threads").await
@@ -206,4 +208,31 @@ async fn read<T>(response: Response<T>) -> Result<(RateLimitHeaders, Vec<u8>), A
         .await
         .map_err(|e| ApiError::Transient(format!("reading the response body: {e}")))?;
     Ok((headers, body))
+}
+
+/// Percent-encodes a query value: twilight writes query values as given, and a timestamp's
+/// `+00:00` sent bare reads as a space to a server (Discord answers 400).
+fn query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timestamp_offset_is_escaped_in_the_query() {
+        assert_eq!(
+            query_value("2024-05-01T12:34:56.789000+00:00"),
+            "2024-05-01T12:34:56.789000%2B00:00"
+        );
+    }
 }
