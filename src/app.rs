@@ -12,7 +12,9 @@ use crate::discovery::{self, DiscoveryError};
 use crate::stats::{ChannelReport, ChannelStatus, RunReport, Stats};
 use crate::storage::{self, StorageError};
 use actix::prelude::*;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
@@ -54,12 +56,15 @@ pub enum RunError {
     Usage(String),
     #[error("discovering channels failed: {0}")]
     Discovery(String),
+    #[error("interrupted before any channel was fetched; nothing was changed")]
+    Interrupted,
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Discovery(_) => 1,
+            RunError::Interrupted => 130,
             _ => 2,
         }
     }
@@ -74,6 +79,9 @@ pub async fn archive(
     let started = Instant::now();
     let start_time = crate::time::now_rfc3339();
     let settings = Arc::new(settings);
+    // Opened (and judged) before any request, so a database that is not ours stops the run
+    // first; created here if new, and removed again if the token check fails.
+    let existed = settings.database.exists();
     let archive = storage::open_rw(&settings.database)?;
     let writer = Writer::start(archive, options.halt_after_batches);
 
@@ -81,6 +89,16 @@ pub async fn archive(
     drop(token);
     let limiter = RateLimiter::new(settings.rate.global_per_second).start();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown_tx = Arc::new(shutdown_tx);
+    // Signals are handled from here on, not only once fetching starts: a SIGTERM during a long
+    // discovery stops it gracefully too (exit 130, the run recorded as such).
+    let supervisor_slot: Rc<RefCell<Option<Addr<Supervisor>>>> = Rc::default();
+    if options.handle_signals {
+        actix::spawn(forward_signals(
+            shutdown_tx.clone(),
+            supervisor_slot.clone(),
+        ));
+    }
     let requester = Requester {
         client,
         limiter: limiter.clone(),
@@ -89,7 +107,16 @@ pub async fn archive(
     };
 
     let mut discovery = Stats::default();
-    let bot_user_id = check_token(&requester, &mut discovery).await?;
+    let bot_user_id = match check_token(&requester, &mut discovery).await {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = writer.send(Close).await;
+            if !existed {
+                storage::remove_new_archive(&settings.database);
+            }
+            return Err(e);
+        }
+    };
     // Recorded only once the token is known good: a rejected token leaves the archive as it was.
     let run_id = writer
         .send(StartRun {
@@ -97,15 +124,36 @@ pub async fn archive(
         })
         .await
         .map_err(|_| writer_stopped())??;
-    let found = discovery::discover(&requester, &writer, &settings, bot_user_id, &mut discovery)
-        .await
-        .map_err(|e| match e {
-            DiscoveryError::Storage(e) => RunError::Storage(e),
-            DiscoveryError::Unauthorized => RunError::Unauthorized,
-            DiscoveryError::Usage(why) => RunError::Usage(why),
-            DiscoveryError::Interrupted => RunError::Usage("interrupted".into()),
-            DiscoveryError::Failed(why) => RunError::Discovery(why),
-        })?;
+    let found = match discovery::discover(
+        &requester,
+        &writer,
+        &settings,
+        bot_user_id,
+        &mut discovery,
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            let e = match e {
+                DiscoveryError::Storage(e) => RunError::Storage(e),
+                DiscoveryError::Unauthorized => RunError::Unauthorized,
+                DiscoveryError::Usage(why) => RunError::Usage(why),
+                DiscoveryError::Interrupted => RunError::Interrupted,
+                DiscoveryError::Failed(why) => RunError::Discovery(why),
+            };
+            // The run row says how it ended, and the archive is closed before returning.
+            let _ = writer
+                .send(FinishRun {
+                    run_id,
+                    exit_code: e.exit_code(),
+                    stats_json: "{}".into(),
+                })
+                .await;
+            let _ = writer.send(Close).await;
+            return Err(e);
+        }
+    };
     let (jobs, skipped) = (found.jobs, found.reports);
     tracing::info!(
         "{} channels to fetch, {} up to date or skipped",
@@ -116,7 +164,7 @@ pub async fn archive(
     let (done_tx, done_rx) = oneshot::channel();
     let supervisor = Supervisor::new(
         requester,
-        shutdown_tx,
+        shutdown_tx.clone(),
         writer.clone(),
         settings.clone(),
         jobs,
@@ -124,8 +172,10 @@ pub async fn archive(
         done_tx,
     )
     .start();
-    if options.handle_signals {
-        actix::spawn(forward_signals(supervisor.clone()));
+    *supervisor_slot.borrow_mut() = Some(supervisor.clone());
+    if *shutdown_tx.borrow() {
+        // Interrupted between discovery and now: the supervisor stops at once.
+        supervisor.do_send(Shutdown);
     }
     let result: SupervisorResult = done_rx
         .await
@@ -206,10 +256,17 @@ pub fn describe_stop(reason: &StopReason) -> String {
 
 /// Ctrl-C or SIGTERM: stop gracefully; a second one: exit at once (SQLite stays consistent:
 /// every batch commits in one transaction with its checkpoint).
-async fn forward_signals(supervisor: Addr<Supervisor>) {
+async fn forward_signals(
+    shutdown: Arc<watch::Sender<bool>>,
+    supervisor: Rc<RefCell<Option<Addr<Supervisor>>>>,
+) {
     wait_for_signal().await;
     eprintln!("interrupted: saving what was fetched (press Ctrl-C again to exit at once)");
-    supervisor.do_send(Shutdown);
+    // Stops every request (discovery's too); the supervisor, once there, winds the run down.
+    shutdown.send_replace(true);
+    if let Some(supervisor) = supervisor.borrow().as_ref() {
+        supervisor.do_send(Shutdown);
+    }
     wait_for_signal().await;
     eprintln!("interrupted twice: exiting now");
     std::process::exit(130);
@@ -240,7 +297,7 @@ async fn check_token(requester: &Requester, stats: &mut Stats) -> Result<u64, Ru
     {
         Ok(me) => Ok(me.value),
         Err(Failure::Api(ApiError::Unauthorized)) => Err(RunError::Unauthorized),
-        Err(Failure::Interrupted) => Err(RunError::Usage("interrupted".into())),
+        Err(Failure::Interrupted) => Err(RunError::Interrupted),
         Err(f) => Err(RunError::Discovery(failure_text(&f))),
     }
 }

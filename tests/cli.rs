@@ -93,6 +93,11 @@ fn a_rejected_token_stops_before_any_damage() {
     assert!(text(&out).contains("401"), "{}", text(&out));
     assert!(!text(&out).contains("not-the-token"));
     assert_eq!(h.requests().len(), 1, "only the token check was made");
+    let left: Vec<_> = std::fs::read_dir(h.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "no new archive left behind: {left:?}");
 }
 
 #[test]

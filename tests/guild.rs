@@ -334,3 +334,55 @@ fn a_channel_without_history_access_is_skipped_not_claimed() {
         "nothing claimed: {claimed:?}"
     );
 }
+
+/// A SIGTERM while channels are still being discovered (a big guild takes a while) ends the run
+/// the same way as during fetching: exit 130, the run recorded as interrupted, nothing fetched.
+#[test]
+fn sigterm_during_discovery_ends_the_run_as_interrupted() {
+    use diesel::prelude::*;
+    let h = Harness::new(SimConfig {
+        guild: GuildSpec::full(),
+        latency: Duration::from_millis(300),
+        ..SimConfig::default()
+    });
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_discord-archiver"));
+    cmd.args(h.archive_args())
+        .env("DISCORD_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // Past the token check: a listing request means discovery has begun.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !h.requests().iter().any(|r| r.contains("/guilds/")) {
+        assert!(Instant::now() < deadline, "discovery never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 130, "SIGTERM during discovery");
+    assert!(
+        !h.requests().iter().any(|r| r.contains("/messages")),
+        "nothing fetched: {:?}",
+        h.requests()
+    );
+    #[derive(QueryableByName, Debug)]
+    struct Run {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+        exit_code: Option<i32>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        ended_at: Option<String>,
+    }
+    let runs: Vec<Run> = diesel::sql_query("SELECT exit_code, ended_at FROM runs")
+        .load(&mut h.conn())
+        .unwrap();
+    assert!(
+        matches!(
+            runs.as_slice(),
+            [Run {
+                exit_code: Some(130),
+                ended_at: Some(_)
+            }]
+        ),
+        "{runs:?}"
+    );
+}

@@ -47,7 +47,7 @@ pub struct Supervisor {
     restarts: HashMap<u64, u32>,
     reports: BTreeMap<u64, ChannelReport>,
     /// Flipping it to `true` tells every fetcher to stop after committing what it has.
-    shutdown: watch::Sender<bool>,
+    shutdown: Arc<watch::Sender<bool>>,
     stopped: Option<StopReason>,
     /// Where the result goes; taken once, when the last channel ends.
     done: Option<oneshot::Sender<SupervisorResult>>,
@@ -57,7 +57,7 @@ pub struct Supervisor {
 impl Supervisor {
     pub fn new(
         requester: Requester,
-        shutdown: watch::Sender<bool>,
+        shutdown: Arc<watch::Sender<bool>>,
         writer: Addr<Writer>,
         settings: Arc<Settings>,
         jobs: Vec<ChannelJob>,

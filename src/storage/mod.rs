@@ -320,6 +320,14 @@ pub fn open_rw(path: &Path) -> Result<Archive, StorageError> {
     })
 }
 
+/// Removes an archive this run created and never used (the token was rejected): a failed
+/// first run leaves no empty archive behind.
+pub fn remove_new_archive(path: &Path) {
+    for suffix in ["-wal", "-shm", ""] {
+        let _ = std::fs::remove_file(sibling(path, suffix));
+    }
+}
+
 /// Whether writing to `other` would overwrite the archive at `archive` or one of the files
 /// SQLite keeps beside it (`-wal`, `-shm`, `-journal`): an output path must never be one.
 pub fn overlaps_archive(archive: &Path, other: &Path) -> bool {
