@@ -1013,6 +1013,7 @@ fn an_unwritable_archive_path_is_a_clear_error() {
         run new.db
         run old.db
         cmp "$EXISTING" "$M/old.db" > "$OUT/cmp" 2>&1; echo $? >> "$OUT/cmp"
+        "$BIN" status --db "$M/old.db" > "$OUT/status.out" 2>&1; echo $? > "$OUT/status.rc"
         umount "$M"
     "#;
     let guild = h.sim.state().guild_id().to_string();
@@ -1039,6 +1040,8 @@ fn an_unwritable_archive_path_is_a_clear_error() {
         );
     }
     assert_eq!(read("cmp").trim(), "0", "the existing archive is unchanged");
+    // Stage 2 reads an archive stored read-only.
+    assert_eq!(read("status.rc").trim(), "0", "{}", read("status.out"));
     assert!(h.requests().is_empty());
 }
 

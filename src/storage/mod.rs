@@ -384,13 +384,24 @@ pub fn open_ro(path: &Path) -> Result<SqliteConnection, StorageError> {
 /// recovers a leftover WAL into the main file and deletes it when it closes. A file that is not
 /// ours is refused without a trace.
 fn judge_read_only(path: &Path) -> Result<SqliteConnection, StorageError> {
+    let mut probe = None;
     if !sibling(path, "-wal").exists() {
-        let mut probe = connect(&file_uri(path, "mode=ro&immutable=1"), path)?;
-        check_ours(&mut probe, path)?;
+        let mut immutable = connect(&file_uri(path, "mode=ro&immutable=1"), path)?;
+        check_ours(&mut immutable, path)?;
+        probe = Some(immutable);
     }
-    let mut conn = connect(&read_only_uri(path), path)?;
-    check_ours(&mut conn, path)?;
-    Ok(conn)
+    let ordinary = connect(&read_only_uri(path), path).and_then(|mut conn| {
+        check_ours(&mut conn, path)?;
+        Ok(conn)
+    });
+    match (ordinary, probe) {
+        (Ok(conn), _) => Ok(conn),
+        // No WAL, and none can be made (a read-only directory or file system, where the
+        // ordinary connection cannot create its `-shm`): nothing is writing, so the immutable
+        // connection reads the archive exactly.
+        (Err(_), Some(immutable)) => Ok(immutable),
+        (Err(e), None) => Err(e),
+    }
 }
 
 /// `archive.db` → `archive.db-wal` (SQLite's naming of its side files).
