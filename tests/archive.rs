@@ -413,3 +413,37 @@ fn resuming_slices_fetches_every_hole_and_what_came_since() {
     assert_eq!(h.checkpoints()[&(channel as i64)], full_cp);
     assert!(slices_at(&h.db).is_empty(), "every slice is folded");
 }
+
+/// Headers may claim far more than a bucket enforces (DISCORD.md): after the first 429 shows
+/// the hidden limit, the bucket is paced to what it really allowed, not to the headers' claim
+/// again in every window.
+#[test]
+fn a_bucket_whose_headers_overstate_its_limit_costs_one_429_not_one_per_window() {
+    let h = Harness::new(SimConfig {
+        guild: GuildSpec {
+            channels: vec![discord_archiver::simulator::ChannelSpec::text(
+                "busy", 2_000,
+            )],
+            ..GuildSpec::test_small()
+        },
+        bucket: Some(BucketSpec {
+            limit: 4,
+            window: Duration::from_millis(400),
+        }),
+        bucket_claims: Some(50),
+        ..SimConfig::default()
+    });
+    let mut settings = h.settings();
+    settings.guilds.clear();
+    settings.channels = vec![h.channel_id("busy")];
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
+    let sim = h.sim.state().stats();
+    // 20 pages: 5 windows of 4. The first 429 reveals the limit; later ones would be ours.
+    assert!(
+        sim.rate_limited_caused <= 2,
+        "429s caused: {} (one per window means the headers were trusted again)",
+        sim.rate_limited_caused
+    );
+}

@@ -18,6 +18,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+/// Windows without a 429 after which a hidden limit's estimate is raised by one request.
+const CAP_PROBE_WINDOWS: u32 = 8;
+
 /// Headroom against arrival jitter at rates that need a burst (200/s and more), and the burst
 /// itself: a server counting requests in a strict sliding second must never see more than the
 /// limit, even when two requests' latencies differ.
@@ -179,6 +182,15 @@ struct Bucket {
     /// The known window came from the server's headers (not from a 429): when it resets, a
     /// fresh window holds `limit` requests, as Discord documents.
     trusted: bool,
+    /// Requests granted in the current window (as far as we know where it started).
+    window_grants: u32,
+    /// What a window really allowed when a 429 came although the headers promised more (a
+    /// hidden limit): the headers' limit and remaining are not believed beyond it. It grows by
+    /// one every [`CAP_PROBE_WINDOWS`] windows without a 429, so a one-off 429 (a shared limit,
+    /// a hiccup) does not hold the bucket down for the rest of the run.
+    hidden_cap: Option<u32>,
+    /// Windows begun since the last hidden-limit 429.
+    clean_windows: u32,
     /// Fetchers waiting for their turn, first come first served. A dropped receiver means the
     /// fetcher gave up waiting.
     waiters: VecDeque<oneshot::Sender<Instant>>,
@@ -199,6 +211,7 @@ impl Bucket {
             // with our window) it is learned from the next response instead.
             self.remaining = if self.trusted { self.limit } else { None };
             self.reset_at = None;
+            self.new_window();
         }
         let mut at = now.max(self.not_before.unwrap_or(now));
         match self.remaining {
@@ -211,12 +224,33 @@ impl Bucket {
                     _ => None,
                 };
                 self.reset_at = None;
+                self.new_window();
             }
             Some(r) => self.remaining = Some(r - 1),
             None => {}
         }
+        self.window_grants += 1;
         self.in_flight += 1;
         at
+    }
+
+    fn new_window(&mut self) {
+        self.window_grants = 0;
+        if let Some(cap) = self.hidden_cap {
+            self.clean_windows += 1;
+            if self.clean_windows >= CAP_PROBE_WINDOWS {
+                self.clean_windows = 0;
+                self.hidden_cap = Some(cap + 1);
+            }
+        }
+    }
+
+    /// A 429 although the bucket had room by its headers: what this window took before it is
+    /// the bucket's real size.
+    fn hit_hidden_limit(&mut self) {
+        let took = self.window_grants.saturating_sub(1).max(1);
+        self.hidden_cap = Some(self.hidden_cap.map_or(took, |c| c.min(took)));
+        self.clean_windows = 0;
     }
 
     fn learn(&mut self, h: &RateLimitHeaders, now: Instant, cap: Duration) {
@@ -224,13 +258,16 @@ impl Bucket {
             return;
         };
         if let Some(limit) = h.limit {
-            self.limit = Some(limit);
+            self.limit = Some(self.hidden_cap.map_or(limit, |cap| cap.min(limit)));
         }
         self.trusted = true;
         // Absurd reset values are not enforced in practice; waiting on them would stall us.
         let reset = now + Duration::try_from_secs_f64(reset_after).map_or(cap, |d| d.min(cap));
         // Requests still out were counted by the server or will be: assume the worst.
-        let remaining = remaining.saturating_sub(self.in_flight);
+        let mut remaining = remaining.saturating_sub(self.in_flight);
+        if let Some(cap) = self.hidden_cap {
+            remaining = remaining.min(cap.saturating_sub(self.window_grants));
+        }
         let same_window = self
             .reset_at
             .is_some_and(|known| reset < known + SAME_WINDOW);
@@ -511,6 +548,9 @@ impl Handler<Release> for RateLimiter {
                         self.paused_until.set(until);
                     }
                 } else {
+                    if bucket.remaining != Some(0) {
+                        bucket.hit_hidden_limit();
+                    }
                     bucket.trusted = false;
                     bucket.remaining = Some(0);
                     bucket.reset_at = Some(until);
@@ -631,6 +671,33 @@ mod tests {
         b.grant(now);
         assert_eq!(b.remaining, None);
         assert!(!b.can_grant(now + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_hidden_limit_caps_what_the_headers_claim_and_is_probed_again_slowly() {
+        let now = Instant::now();
+        let cap = Duration::from_secs(60);
+        let mut b = Bucket::default();
+        // Headers claim 50; the fifth request of the window gets a 429.
+        for _ in 0..5 {
+            b.grant(now);
+        }
+        b.hit_hidden_limit();
+        assert_eq!(b.hidden_cap, Some(4));
+        b.learn(&headers(50, 45, 1.0), now, cap);
+        assert_eq!((b.limit, b.remaining), (Some(4), Some(0)));
+        // A fresh window: four requests, not fifty.
+        b.reset_at = Some(now);
+        b.trusted = true;
+        let later = now + Duration::from_millis(1);
+        b.grant(later);
+        b.learn(&headers(50, 49, 1.0), later, cap);
+        assert_eq!(b.remaining, Some(3));
+        // Eight clean windows later, one more is tried.
+        for _ in 0..CAP_PROBE_WINDOWS - 1 {
+            b.new_window();
+        }
+        assert_eq!(b.hidden_cap, Some(5));
     }
 
     #[test]

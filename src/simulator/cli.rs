@@ -56,6 +56,9 @@ pub struct SimulateArgs {
     /// Bucket window in milliseconds.
     #[arg(long, default_value_t = 5000, value_name = "MS")]
     pub bucket_window_ms: u64,
+    /// The limit the bucket's headers claim instead of the real one (a hidden limit).
+    #[arg(long, value_name = "N", requires = "bucket_limit")]
+    pub bucket_claims: Option<u32>,
     /// Latency added before every API response.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub latency_ms: u64,
@@ -150,6 +153,7 @@ impl SimulateArgs {
                 limit,
                 window: Duration::from_millis(self.bucket_window_ms),
             }),
+            bucket_claims: self.bucket_claims,
             latency: Duration::from_millis(self.latency_ms),
             faults: FaultSpec {
                 http_500: self.fault_500,

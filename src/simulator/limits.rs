@@ -216,6 +216,8 @@ pub(crate) struct Limits {
     global: Option<Mutex<SlidingWindow>>,
     /// The enforced spec of the messages route; `None` = advertise [`UNLIMITED`] only.
     messages: Option<BucketSpec>,
+    /// What that route's headers claim as its limit, if not the truth.
+    claims: Option<u32>,
     /// Current windows keyed by (route, major id); entries are few (one per channel and route).
     windows: Mutex<HashMap<(&'static str, u64), Window>>,
     /// Bucket ids per route name, leaked once so headers can borrow them.
@@ -227,9 +229,17 @@ impl Limits {
         Limits {
             global: global_per_second.map(|n| Mutex::new(SlidingWindow::new(n))),
             messages,
+            claims: None,
             windows: Mutex::new(HashMap::new()),
             hashes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Headers of the enforced messages bucket claim `limit` instead (and as many more
+    /// remaining): a limit the headers hide.
+    pub(crate) fn claiming(mut self, limit: Option<u32>) -> Self {
+        self.claims = limit;
+        self
     }
 
     /// The global limit; `Err` carries the wait of a global 429.
@@ -269,6 +279,27 @@ impl Limits {
             d
         };
         let bucket = self.hash(route);
+        // Claimed numbers, when the headers lie: as many more remaining as the claim exceeds
+        // the truth (so a 429 comes with `remaining > 0`, the mark of a hidden limit).
+        let claimed = |limit: u32, remaining: u32| match self.claims.filter(|_| enforce) {
+            Some(claim) => (claim, claim.saturating_sub(limit) + remaining),
+            None => (limit, remaining),
+        };
+        let decision = match decision {
+            BucketDecision::Allowed {
+                limit,
+                remaining,
+                reset_after,
+            } => {
+                let (limit, remaining) = claimed(limit, remaining);
+                BucketDecision::Allowed {
+                    limit,
+                    remaining,
+                    reset_after,
+                }
+            }
+            limited => limited,
+        };
         let headers = match decision {
             BucketDecision::Allowed {
                 limit,
@@ -281,13 +312,16 @@ impl Limits {
                 bucket,
                 scope: None,
             },
-            BucketDecision::Limited { limit, reset_after } => RateHeaders::Bucket {
-                limit,
-                remaining: 0,
-                reset_after,
-                bucket,
-                scope: Some("user"),
-            },
+            BucketDecision::Limited { limit, reset_after } => {
+                let (limit, remaining) = claimed(limit, 0);
+                RateHeaders::Bucket {
+                    limit,
+                    remaining,
+                    reset_after,
+                    bucket,
+                    scope: Some("user"),
+                }
+            }
         };
         (decision, headers)
     }

@@ -78,6 +78,9 @@ pub struct SimConfig {
     /// The per-channel bucket of `GET /channels/{id}/messages`; `None` = unlimited (headers are
     /// still sent, with a large limit).
     pub bucket: Option<BucketSpec>,
+    /// The limit the messages bucket's headers claim, when it is not what is enforced
+    /// (observers report headers claiming far more): `remaining` is overstated to match.
+    pub bucket_claims: Option<u32>,
     /// Added before every API response (without blocking a thread).
     pub latency: Duration,
     pub faults: FaultSpec,
@@ -99,6 +102,7 @@ impl std::fmt::Debug for SimConfig {
             .field("channels", &self.guild.channels.len())
             .field("global_per_second", &self.global_per_second)
             .field("bucket", &self.bucket)
+            .field("bucket_claims", &self.bucket_claims)
             .field("latency", &self.latency)
             .field("faults", &self.faults)
             .field("workers", &self.workers)
@@ -115,6 +119,7 @@ impl Default for SimConfig {
             guild: GuildSpec::test_small(),
             global_per_second: None,
             bucket: None,
+            bucket_claims: None,
             latency: Duration::ZERO,
             faults: FaultSpec::default(),
             workers: 1,

@@ -116,7 +116,8 @@ impl SimState {
             channels,
             token: config.token.clone(),
             revoked: AtomicBool::new(false),
-            limits: Limits::new(config.global_per_second, config.bucket),
+            limits: Limits::new(config.global_per_second, config.bucket)
+                .claiming(config.bucket_claims),
             faults: Faults::new(config.seed, config.faults.clone()),
             latency: config.latency,
             started: Instant::now(),
