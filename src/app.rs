@@ -188,6 +188,9 @@ pub async fn archive(
     for report in channels.values() {
         totals.add(&report.stats);
     }
+    // Discovery's failures and 429s count in the totals too (its requests are reported apart).
+    totals.errors += discovery.errors;
+    totals.rate_limit_errors += discovery.rate_limit_errors;
     let exit_code = exit_code(&result.stopped, &channels);
     let report = RunReport {
         start_time,
@@ -323,6 +326,8 @@ mod tests {
                 name: None,
                 status,
                 stats: Stats::default(),
+                start_time: None,
+                end_time: None,
             },
         )]
         .into_iter()

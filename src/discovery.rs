@@ -104,6 +104,8 @@ impl Ctx<'_> {
             name: info.name.clone(),
             status: ChannelStatus::Skipped(reason),
             stats: Stats::default(),
+            start_time: Some(crate::time::now_rfc3339()),
+            end_time: Some(crate::time::now_rfc3339()),
         });
     }
 
@@ -147,6 +149,8 @@ impl Ctx<'_> {
                     resumed_from_checkpoint: 1,
                     ..Stats::default()
                 },
+                start_time: Some(crate::time::now_rfc3339()),
+                end_time: Some(crate::time::now_rfc3339()),
             });
             return;
         }

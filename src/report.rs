@@ -564,6 +564,8 @@ mod tests {
                         rate_limit_errors: 2,
                         ..Stats::default()
                     },
+                    start_time: None,
+                    end_time: None,
                 },
             );
         }

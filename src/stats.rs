@@ -96,6 +96,11 @@ pub struct ChannelReport {
     pub status: ChannelStatus,
     #[serde(flatten)]
     pub stats: Stats,
+    /// When its first fetcher started (for a channel discovery settled, when it did); `None`
+    /// for a channel the run never got to.
+    pub start_time: Option<String>,
+    /// When its last attempt ended.
+    pub end_time: Option<String>,
 }
 
 /// Everything a run did; printed as the summary and written by `--stats-json`.

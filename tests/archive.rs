@@ -447,3 +447,29 @@ fn a_bucket_whose_headers_overstate_its_limit_costs_one_429_not_one_per_window()
         sim.rate_limited_caused
     );
 }
+
+/// Every 429 the run received is in the totals, discovery's included.
+#[test]
+fn the_totals_count_every_429_discoverys_too() {
+    let h = Harness::new(SimConfig {
+        guild: GuildSpec::test_small(),
+        faults: FaultSpec {
+            rate_limit_429: 0.3,
+            retry_after: 0.01,
+            ..FaultSpec::default()
+        },
+        ..SimConfig::default()
+    });
+    let mut settings = h.settings();
+    settings.rate.max_retries = 20;
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    let log = h.sim.state().request_log();
+    let served_429 = log.iter().filter(|r| r.status == 429).count() as u64;
+    let discovery_429 = log
+        .iter()
+        .filter(|r| r.status == 429 && !r.path.ends_with("/messages"))
+        .count();
+    assert!(discovery_429 > 0, "the seed puts some 429s on discovery");
+    assert_eq!(report.totals.rate_limit_errors, served_429);
+}

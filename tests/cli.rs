@@ -38,6 +38,15 @@ fn archive_status_and_export_through_the_binary() {
         );
     }
     assert!(json["start_time"].is_string() && json["end_time"].is_string());
+    // Per channel too (SPEC: statistics per channel and in total).
+    let channels = json["channels"].as_object().unwrap();
+    assert!(!channels.is_empty());
+    for (id, c) in channels {
+        assert!(
+            c["start_time"].is_string() && c["end_time"].is_string(),
+            "channel {id}: {c}"
+        );
+    }
 
     let db = h.db.display().to_string();
     let out = h.bin(&["status", "--db", &db]);

@@ -72,6 +72,8 @@ impl Supervisor {
                     name: job.name.clone(),
                     status: ChannelStatus::Interrupted,
                     stats: Default::default(),
+                    start_time: None,
+                    end_time: None,
                 };
                 (job.channel_id, report)
             })
@@ -108,6 +110,11 @@ impl Supervisor {
         let env = self.env.clone().expect("env is set in started");
         self.active += 1;
         env.active_channels.store(self.active, Ordering::SeqCst);
+        if let Some(report) = self.reports.get_mut(&job.channel_id) {
+            report
+                .start_time
+                .get_or_insert_with(crate::time::now_rfc3339);
+        }
         // Each fetcher gets its own arbiter-local actor; a panic in it ends that actor only.
         Fetcher::new(env, job).start();
     }
@@ -165,6 +172,7 @@ impl Handler<FetcherDone> for Supervisor {
             .get_mut(&channel_id)
             .expect("every fetcher's channel has a report");
         report.stats.add(&msg.stats);
+        report.end_time = Some(crate::time::now_rfc3339());
         match msg.outcome {
             Outcome::Finished => report.status = ChannelStatus::Finished,
             Outcome::Skipped(reason) => {

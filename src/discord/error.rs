@@ -99,13 +99,21 @@ impl ApiError {
         }
     }
 
-    /// twilight reports a non-JSON error body without its status; the body tells the
-    /// Cloudflare ban page (error 1015) from an ordinary HTML 502.
+    /// twilight reports a non-JSON error body without its status; the body tells a ban page
+    /// (an HTML 429: Cloudflare's error 1015, or any page that says it is a 429 or a rate limit)
+    /// from an ordinary HTML 502. Retrying a ban only lengthens it, so any sign of one stops.
     fn from_unparsable_error_body(body: &[u8]) -> Self {
         let text = String::from_utf8_lossy(&body[..body.len().min(8192)]).to_ascii_lowercase();
-        let cloudflare_ban = text.contains("error 1015")
-            || text.contains("error code: 1015")
-            || (text.contains("cloudflare") && text.contains("you are being rate limited"));
+        let cloudflare_ban = [
+            "error 1015",
+            "error code: 1015",
+            "429 too many requests",
+            "too many requests",
+            "rate limited",
+            "rate-limited",
+        ]
+        .iter()
+        .any(|sign| text.contains(sign));
         if cloudflare_ban {
             ApiError::Cloudflare
         } else {
@@ -158,6 +166,12 @@ mod tests {
         let ban = b"<!DOCTYPE html><html><head><title>Access denied | discord.com used Cloudflare to restrict access</title></head><body>Error 1015 You are being rate limited</body></html>";
         assert_eq!(
             ApiError::from_unparsable_error_body(ban),
+            ApiError::Cloudflare
+        );
+        // A plain HTML 429, without Cloudflare's wording.
+        let plain = b"<html><head><title>429 Too Many Requests</title></head><body><h1>429 Too Many Requests</h1></body></html>";
+        assert_eq!(
+            ApiError::from_unparsable_error_body(plain),
             ApiError::Cloudflare
         );
         let bad_gateway = b"<html><head><title>502 Bad Gateway</title></head><body><center>cloudflare</center></body></html>";
