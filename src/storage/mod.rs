@@ -203,6 +203,22 @@ fn check_ours(conn: &mut SqliteConnection, path: &Path) -> Result<(), StorageErr
         && MigrationHarness::<diesel::sqlite::Sqlite>::applied_migrations(conn)
             .is_ok_and(|v| v.is_empty());
     if tables.is_empty() || interrupted_init {
+        // No tables yet, but another program may have claimed the file already.
+        let claimed: Vec<(&str, i64)> = ["application_id", "user_version"]
+            .into_iter()
+            .filter_map(|pragma| {
+                let value = queries::pragma_int(conn, pragma).ok()?;
+                (value != 0).then_some((pragma, value))
+            })
+            .collect();
+        if let Some((pragma, value)) = claimed.first() {
+            return Err(StorageError::NotOurs {
+                path: path.to_owned(),
+                reason: format!(
+                    "an empty SQLite database that another program marked ({pragma} = {value})"
+                ),
+            });
+        }
         return Ok(());
     }
     if !tables.iter().any(|t| t == "archive_meta") {
@@ -561,6 +577,21 @@ mod tests {
         assert!(matches!(open_rw(&path), Err(StorageError::NotOurs { .. })));
         assert_eq!(listing(dir.path()), ["other.db"]);
         assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn an_empty_database_another_program_marked_is_not_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute("PRAGMA application_id = 1234; PRAGMA user_version = 9;")
+            .unwrap();
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+        let err = open_rw(&path).unwrap_err();
+        assert!(matches!(err, StorageError::NotOurs { .. }), "{err}");
+        assert!(err.to_string().contains("application_id = 1234"), "{err}");
+        assert!(std::fs::read(&path).unwrap() == before);
     }
 
     #[test]

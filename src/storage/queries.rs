@@ -111,6 +111,18 @@ pub fn fold_slices(row: &mut CheckpointRow, slices: &mut Vec<SliceRow>) -> Vec<S
     merged
 }
 
+/// An integer pragma (`application_id`, `user_version`).
+pub fn pragma_int(conn: &mut SqliteConnection, pragma: &str) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Value {
+        #[diesel(sql_type = BigInt)]
+        value: i64,
+    }
+    diesel::sql_query(format!("SELECT {pragma} AS value FROM pragma_{pragma}"))
+        .get_result::<Value>(conn)
+        .map(|v| v.value)
+}
+
 pub fn load_slices(conn: &mut SqliteConnection, channel_id: i64) -> QueryResult<Vec<SliceRow>> {
     fetch_slices::table
         .filter(fetch_slices::channel_id.eq(channel_id))
