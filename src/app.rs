@@ -154,7 +154,7 @@ pub async fn archive(
             return Err(e);
         }
     };
-    let (jobs, skipped) = (found.jobs, found.reports);
+    let (jobs, skipped, incomplete) = (found.jobs, found.reports, found.incomplete);
     tracing::info!(
         "{} channels to fetch, {} up to date or skipped",
         jobs.len(),
@@ -191,13 +191,18 @@ pub async fn archive(
     // Discovery's failures and 429s count in the totals too (its requests are reported apart).
     totals.errors += discovery.errors;
     totals.rate_limit_errors += discovery.rate_limit_errors;
-    let exit_code = exit_code(&result.stopped, &channels);
+    let mut exit_code = exit_code(&result.stopped, &channels);
+    if exit_code == 0 && !incomplete.is_empty() {
+        // Something may be missing: the run did not do all it was asked.
+        exit_code = 1;
+    }
     let report = RunReport {
         start_time,
         end_time: crate::time::now_rfc3339(),
         elapsed_seconds: started.elapsed().as_secs_f64(),
         exit_code,
         stopped: result.stopped.as_ref().map(describe_stop),
+        incomplete,
         totals,
         discovery_requests: discovery.requests,
         channels,

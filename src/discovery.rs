@@ -51,6 +51,9 @@ pub struct Discovered {
     pub jobs: Vec<ChannelJob>,
     /// Channels not fetched, with why: no permission, known unreadable, or nothing new.
     pub reports: Vec<ChannelReport>,
+    /// Listings that failed after their retries (one parent's archived threads, say): the
+    /// run goes on with everything else, and says what it may have missed.
+    pub incomplete: Vec<String>,
 }
 
 fn failure(f: Failure) -> DiscoveryError {
@@ -446,9 +449,27 @@ async fn discover_guild(
         }
     }))
     .await;
-    for (result, stats) in listed.drain(..) {
+    for ((result, stats), &(parent, ..)) in listed.drain(..).zip(&parents) {
         ctx.stats.add(&stats);
-        threads.extend(result?.into_iter().map(|t| (t.id, t)));
+        match result {
+            Ok(found) => threads.extend(found.into_iter().map(|t| (t.id, t))),
+            // One parent's listing failing must not cost the whole guild: its archived
+            // threads are missed this run, and the run says so (exit 1).
+            Err(DiscoveryError::Failed(why)) => {
+                let name = channels
+                    .iter()
+                    .find(|c| c.id == parent)
+                    .map_or_else(|| parent.to_string(), label);
+                tracing::warn!(
+                    channel = parent,
+                    "archived threads of {name} not listed: {why}"
+                );
+                ctx.out.incomplete.push(format!(
+                    "the archived threads of {name} could not be listed ({why}); a re-run will try again"
+                ));
+            }
+            Err(e) => return Err(e),
+        }
     }
     for t in threads.values() {
         if !THREAD_KINDS.contains(&t.kind) {
@@ -499,9 +520,10 @@ async fn parent_threads(
             }
         },
     )
-    .await?;
+    .await?
+    .unwrap_or_default();
     if private {
-        let more = if manage {
+        let all = if manage {
             archived(
                 requester,
                 stats,
@@ -517,7 +539,13 @@ async fn parent_threads(
             )
             .await?
         } else {
-            archived(
+            None
+        };
+        // Without Manage Threads (known, or assumed and refused), the private threads the bot
+        // joined are still listable.
+        let more = match all {
+            Some(all) => all,
+            None => archived(
                 requester,
                 stats,
                 Route::JoinedPrivateArchivedThreads(p),
@@ -527,20 +555,22 @@ async fn parent_threads(
                 },
             )
             .await?
+            .unwrap_or_default(),
         };
         out.extend(more);
     }
     Ok(out)
 }
 
-/// Pages an archived-thread listing to its end (`has_more: false`). A 403 here means the
-/// listing is not ours to read (no Read Message History / Manage Threads): nothing to add.
+/// Pages an archived-thread listing to its end (`has_more: false`). `None` when the first page
+/// is refused (403/404: the listing is not ours to read, for want of Read Message History or
+/// Manage Threads); a refusal after some pages keeps what they gave.
 async fn archived<F, Fut>(
     requester: &Requester,
     stats: &mut Stats,
     route: Route,
     mut page: F,
-) -> Result<Vec<ChannelInfo>, DiscoveryError>
+) -> Result<Option<Vec<ChannelInfo>>, DiscoveryError>
 where
     F: FnMut(Before) -> Fut,
     Fut: Future<Output = Result<crate::discord::client::Fetched<ThreadList>, ApiError>>,
@@ -555,12 +585,12 @@ where
         {
             Ok(list) => list.value,
             Err(Failure::Api(ApiError::NoAccess { .. } | ApiError::NotFound { .. })) => {
-                return Ok(out)
+                return Ok(if out.is_empty() { None } else { Some(out) });
             }
             Err(f) => return Err(failure(f)),
         };
         let Some(last) = list.threads.last() else {
-            return Ok(out);
+            return Ok(Some(out));
         };
         let next = Before {
             ts: last
@@ -577,10 +607,10 @@ where
             Route::PublicArchivedThreads(_) | Route::PrivateArchivedThreads(_)
         );
         if !more || (by_time && next.ts.is_none()) {
-            return Ok(out);
+            return Ok(Some(out));
         }
         if next.ts == before.ts && next.id == before.id {
-            return Ok(out);
+            return Ok(Some(out));
         }
         before = next;
     }

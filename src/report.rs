@@ -195,6 +195,9 @@ pub fn summary(report: &RunReport) -> String {
         report.elapsed_seconds,
         thousands(report.messages_per_second().round() as u64)
     );
+    for what in &report.incomplete {
+        let _ = writeln!(out, "incomplete: {what}");
+    }
     if let Some(why) = &report.stopped {
         let _ = writeln!(out, "stopped early: {why}");
     }
@@ -579,6 +582,7 @@ mod tests {
             elapsed_seconds: 2.0,
             exit_code: 0,
             stopped: None,
+            incomplete: Vec::new(),
             totals,
             discovery_requests: 2,
             process: None,

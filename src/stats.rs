@@ -112,6 +112,8 @@ pub struct RunReport {
     pub exit_code: i32,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
+    /// What discovery could not list (the run archived the rest and exits 1).
+    pub incomplete: Vec<String>,
     pub totals: Stats,
     /// Discovery requests (token check, channel listings) outside any channel.
     pub discovery_requests: u64,

@@ -386,3 +386,43 @@ fn sigterm_during_discovery_ends_the_run_as_interrupted() {
         "{runs:?}"
     );
 }
+
+/// One parent's archived-thread listing failing after its retries costs that listing, not the
+/// whole guild: every other channel is archived, the run says what it missed, and exits 1.
+#[test]
+fn a_failing_thread_listing_costs_that_listing_not_the_guild() {
+    let h = full();
+    let general = h.channel_id("general");
+    h.sim.state().set_faults(FaultSpec {
+        fail_thread_listings: vec![general],
+        ..FaultSpec::default()
+    });
+    let mut settings = h.settings();
+    settings.rate.max_retries = 1;
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 1, "{report:#?}");
+    assert!(
+        report.incomplete.len() == 1 && report.incomplete[0].contains("general"),
+        "{:?}",
+        report.incomplete
+    );
+    let archived = h.archived();
+    let expected = h.expected_readable();
+    let missing: BTreeSet<i64> = expected
+        .iter()
+        .filter(|(id, _)| !archived.contains_key(id))
+        .map(|(_, r)| r.channel_id)
+        .collect();
+    assert!(
+        !missing.is_empty(),
+        "general's archived threads were missed"
+    );
+    for channel in &missing {
+        assert_eq!(
+            h.sim.state().thread_archived(*channel as u64),
+            Some(true),
+            "only archived threads may be missing, not channel {channel}"
+        );
+    }
+    assert!(archived.iter().all(|(id, r)| expected.get(id) == Some(r)));
+}

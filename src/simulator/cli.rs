@@ -167,6 +167,7 @@ impl SimulateArgs {
                 retry_after: self.retry_after,
                 slow_delay: Duration::from_millis(self.slow_delay_ms),
                 fail_first: Vec::new(),
+                fail_thread_listings: Vec::new(),
             },
             workers: self.workers.max(1),
             message_content_intent: true,

@@ -35,6 +35,8 @@ pub struct FaultSpec {
     /// `(channel_id, n)`: the first `n` requests to that channel's messages route get a 500
     /// (counted from when this spec was set).
     pub fail_first: Vec<(u64, u32)>,
+    /// Channels whose archived-thread listings (public, private, joined) always answer 500.
+    pub fail_thread_listings: Vec<u64>,
 }
 
 impl Default for FaultSpec {
@@ -51,6 +53,7 @@ impl Default for FaultSpec {
             retry_after: 1.0,
             slow_delay: Duration::from_secs(30),
             fail_first: Vec::new(),
+            fail_thread_listings: Vec::new(),
         }
     }
 }
@@ -58,7 +61,9 @@ impl Default for FaultSpec {
 impl FaultSpec {
     /// True when no fault can ever be injected.
     pub fn is_none(&self) -> bool {
-        self.fail_first.iter().all(|&(_, n)| n == 0) && self.table().iter().all(|&(p, _)| p <= 0.0)
+        self.fail_first.iter().all(|&(_, n)| n == 0)
+            && self.fail_thread_listings.is_empty()
+            && self.table().iter().all(|&(p, _)| p <= 0.0)
     }
 
     fn table(&self) -> [(f64, FaultKind); 8] {
@@ -191,6 +196,16 @@ impl Faults {
             }
         }
         let spec = self.spec.lock().unwrap();
+        if path.contains("/threads/archived/") {
+            let channel = path
+                .trim_start_matches("/api/v10/channels/")
+                .split('/')
+                .next()
+                .and_then(|id| id.parse::<u64>().ok());
+            if channel.is_some_and(|c| spec.fail_thread_listings.contains(&c)) {
+                return Some(FaultKind::FailFirst);
+            }
+        }
         if spec.table().iter().all(|&(p, _)| p <= 0.0) {
             return None;
         }
