@@ -119,7 +119,10 @@ impl Ctx<'_> {
         if !self.seen.insert(info.id) {
             return;
         }
-        if let Some(known) = self.known.get(&info.id) {
+        // A channel named by ID is asked whatever happened before: the user may have fixed
+        // its permissions and be checking.
+        let named = self.settings.channels.contains(&info.id);
+        if let Some(known) = self.known.get(&info.id).filter(|_| !named) {
             // Skips decided by permission math are decided afresh each run; only a channel that
             // answered 403/404 waits a day before it is asked again.
             let answered = known
@@ -284,6 +287,9 @@ async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), Disc
             permission_overwrites: Vec::new(),
             thread_metadata: None,
         };
+        if !explicit_kind_ok(ctx, &info) {
+            return Ok(());
+        }
         ctx.consider(&info, None, false);
         return Ok(());
     }
@@ -294,7 +300,9 @@ async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), Disc
     {
         Ok(info) => {
             ctx.rows.push(row(&info, None));
-            ctx.consider(&info, None, true);
+            if explicit_kind_ok(ctx, &info) {
+                ctx.consider(&info, None, true);
+            }
         }
         Err(Failure::Api(e @ (ApiError::NotFound { .. } | ApiError::NoAccess { .. }))) => {
             let info = ChannelInfo {
@@ -315,6 +323,20 @@ async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), Disc
         Err(f) => return Err(failure(f)),
     }
     Ok(())
+}
+
+/// A channel named by ID whose kind holds no messages of its own is reported, not fetched
+/// (Discord would answer its messages route with an error): a category, or a forum or media
+/// channel (whose posts are threads).
+fn explicit_kind_ok(ctx: &mut Ctx<'_>, info: &ChannelInfo) -> bool {
+    let reason = match info.kind {
+        4 => "a category: it holds no messages (its channels are archived by their own IDs, or with --guild)",
+        15 | 16 => "a forum or media channel: its posts are threads (archive them by their own IDs, or with --guild)",
+        _ => return true,
+    };
+    ctx.seen.insert(info.id);
+    ctx.skip(info, reason.to_owned(), false);
+    false
 }
 
 async fn discover_guild(

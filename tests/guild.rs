@@ -426,3 +426,52 @@ fn a_failing_thread_listing_costs_that_listing_not_the_guild() {
     }
     assert!(archived.iter().all(|(id, r)| expected.get(id) == Some(r)));
 }
+
+/// Channels named by ID whose kind holds no messages of their own are reported, not fetched;
+/// and a channel named by ID is asked again even if it answered 403 within the last day.
+#[test]
+fn channels_named_by_id_skip_categories_and_forums_and_are_always_asked() {
+    let h = full();
+    let (category, forum, staff) = (
+        h.channel_id("Information"),
+        h.channel_id("forum"),
+        h.channel_id("staff"),
+    );
+    let mut settings = h.settings();
+    settings.guilds.clear();
+    settings.channels = vec![category, forum];
+    let report = h.run(settings.clone(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    for (id, needle) in [(category, "category"), (forum, "forum")] {
+        assert!(
+            matches!(&report.channels[&id].status, ChannelStatus::Skipped(why) if why.contains(needle)),
+            "{:?}",
+            report.channels[&id].status
+        );
+    }
+    assert!(
+        !h.requests().iter().any(|r| r.contains("/messages")),
+        "no messages asked of them"
+    );
+
+    // `staff` is hidden from the bot: a 403 when its messages are asked for.
+    settings.channels = vec![staff];
+    let asked = |h: &Harness| {
+        h.requests()
+            .iter()
+            .filter(|r| r.contains(&format!("/channels/{staff}")))
+            .count()
+    };
+    h.run(settings.clone(), RunOptions::default());
+    let first = asked(&h);
+    assert!(first > 0);
+    let report = h.run(settings, RunOptions::default());
+    assert!(matches!(
+        report.channels[&staff].status,
+        ChannelStatus::Skipped(_)
+    ));
+    assert!(
+        asked(&h) > first,
+        "asked again, although it answered 403 just now"
+    );
+}

@@ -281,7 +281,8 @@ pub fn open_rw(path: &Path) -> Result<Archive, StorageError> {
     match found {
         Found::Nothing => create_private(path)?,
         Found::Sqlite => drop(judge_read_only(path)?),
-        Found::Empty => {}
+        // An empty file becomes an archive: owner-only, as a new one is created.
+        Found::Empty => make_private(path)?,
     }
     let lock = OpenOptions::new()
         .read(true)
@@ -447,6 +448,22 @@ fn file_uri(path: &Path, query: &str) -> String {
     uri
 }
 
+fn make_private(path: &Path) -> Result<(), StorageError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| StorageError::Io {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 fn create_private(path: &Path) -> Result<(), StorageError> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
@@ -511,6 +528,17 @@ mod tests {
         }
         drop(open_rw(&path).unwrap());
         open_ro(&path).unwrap();
+        // An empty file someone made (`touch a.db`) becomes just as private.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let touched = dir.path().join("touched.db");
+            std::fs::write(&touched, b"").unwrap();
+            std::fs::set_permissions(&touched, std::fs::Permissions::from_mode(0o644)).unwrap();
+            drop(open_rw(&touched).unwrap());
+            let mode = std::fs::metadata(&touched).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 
     #[test]
