@@ -56,7 +56,7 @@ pub enum RunError {
     Usage(String),
     #[error("discovering channels failed: {0}")]
     Discovery(String),
-    #[error("interrupted before any channel was fetched; nothing was changed")]
+    #[error("interrupted before any channel was fetched; no message was archived")]
     Interrupted,
 }
 
