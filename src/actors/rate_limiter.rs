@@ -548,7 +548,9 @@ impl Handler<Release> for RateLimiter {
                         self.paused_until.set(until);
                     }
                 } else {
-                    if bucket.remaining != Some(0) {
+                    // Only where the headers had promised room: a 429 on a bucket we knew
+                    // nothing of yet says little about its size.
+                    if bucket.remaining.is_some_and(|r| r > 0) {
                         bucket.hit_hidden_limit();
                     }
                     bucket.trusted = false;
