@@ -102,13 +102,14 @@ impl Ctx<'_> {
         if persist {
             self.skips.push((info.id, Some(reason.clone())));
         }
+        let now = crate::time::now_rfc3339();
         self.out.reports.push(ChannelReport {
             channel_id: info.id,
             name: info.name.clone(),
             status: ChannelStatus::Skipped(reason),
             stats: Stats::default(),
-            start_time: Some(crate::time::now_rfc3339()),
-            end_time: Some(crate::time::now_rfc3339()),
+            start_time: Some(now.clone()),
+            end_time: Some(now),
         });
     }
 
@@ -147,6 +148,7 @@ impl Ctx<'_> {
                 "{} is up to date (resuming from its checkpoint needs no request)",
                 label(info)
             );
+            let now = crate::time::now_rfc3339();
             self.out.reports.push(ChannelReport {
                 channel_id: info.id,
                 name: info.name.clone(),
@@ -155,8 +157,8 @@ impl Ctx<'_> {
                     resumed_from_checkpoint: 1,
                     ..Stats::default()
                 },
-                start_time: Some(crate::time::now_rfc3339()),
-                end_time: Some(crate::time::now_rfc3339()),
+                start_time: Some(now.clone()),
+                end_time: Some(now),
             });
             return;
         }
