@@ -475,3 +475,29 @@ fn channels_named_by_id_skip_categories_and_forums_and_are_always_asked() {
         "asked again, although it answered 403 just now"
     );
 }
+
+/// When the bot's permissions cannot be computed (its member object is refused), Manage
+/// Threads is assumed and the private archived listing asked; Discord refusing it, the private
+/// threads the bot joined are listed instead, not lost.
+#[test]
+fn joined_private_threads_are_found_when_permissions_are_unknown() {
+    let h = full();
+    h.sim.state().set_faults(FaultSpec {
+        refuse_paths: vec!["/members/".into()],
+        ..FaultSpec::default()
+    });
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert!(
+        h.requests().iter().any(|r| r.contains("/members/")),
+        "the member object was asked for, and refused"
+    );
+    let joined = h.channel_id("dev-joined");
+    let archived = h.archived();
+    let expected = h.expected_in(&[joined], &BTreeSet::new());
+    assert!(!expected.is_empty());
+    assert!(
+        expected.keys().all(|id| archived.contains_key(id)),
+        "the joined private thread is archived"
+    );
+}

@@ -168,6 +168,7 @@ impl SimulateArgs {
                 slow_delay: Duration::from_millis(self.slow_delay_ms),
                 fail_first: Vec::new(),
                 fail_thread_listings: Vec::new(),
+                refuse_paths: Vec::new(),
             },
             workers: self.workers.max(1),
             message_content_intent: true,

@@ -37,6 +37,9 @@ pub struct FaultSpec {
     pub fail_first: Vec<(u64, u32)>,
     /// Channels whose archived-thread listings (public, private, joined) always answer 500.
     pub fail_thread_listings: Vec<u64>,
+    /// Requests whose path contains one of these answer 403 Missing Access (50001), as when
+    /// the bot may not read the resource.
+    pub refuse_paths: Vec<String>,
 }
 
 impl Default for FaultSpec {
@@ -54,6 +57,7 @@ impl Default for FaultSpec {
             slow_delay: Duration::from_secs(30),
             fail_first: Vec::new(),
             fail_thread_listings: Vec::new(),
+            refuse_paths: Vec::new(),
         }
     }
 }
@@ -63,6 +67,7 @@ impl FaultSpec {
     pub fn is_none(&self) -> bool {
         self.fail_first.iter().all(|&(_, n)| n == 0)
             && self.fail_thread_listings.is_empty()
+            && self.refuse_paths.is_empty()
             && self.table().iter().all(|&(p, _)| p <= 0.0)
     }
 
@@ -93,6 +98,8 @@ pub enum FaultKind {
     Slow,
     /// A 500 from [`FaultSpec::fail_first`].
     FailFirst,
+    /// A 403 from [`FaultSpec::refuse_paths`].
+    Refused,
 }
 
 impl FaultKind {
@@ -108,6 +115,7 @@ impl FaultKind {
             FaultKind::MalformedJson => "malformed_json",
             FaultKind::Slow => "slow",
             FaultKind::FailFirst => "fail_first",
+            FaultKind::Refused => "refused",
         }
     }
 }
@@ -196,6 +204,9 @@ impl Faults {
             }
         }
         let spec = self.spec.lock().unwrap();
+        if spec.refuse_paths.iter().any(|p| path.contains(p.as_str())) {
+            return Some(FaultKind::Refused);
+        }
         if path.contains("/threads/archived/") {
             let channel = path
                 .trim_start_matches("/api/v10/channels/")

@@ -266,6 +266,7 @@ fn injected(state: &SimState, route: Route<'_>, kind: FaultKind) -> Option<HttpR
     let retry_after = Duration::from_secs_f64(state.faults.retry_after().max(0.001));
     Some(match kind {
         FaultKind::Http500 | FaultKind::FailFirst => error(500, "500: Internal Server Error", 0),
+        FaultKind::Refused => error(403, "Missing Access", 50001),
         FaultKind::Html502 => HttpResponse::build(StatusCode::BAD_GATEWAY)
             .insert_header(("server", "cloudflare"))
             .content_type("text/html")
