@@ -289,11 +289,7 @@ async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), Disc
             permission_overwrites: Vec::new(),
             thread_metadata: None,
         };
-        if !explicit_kind_ok(ctx, &info) {
-            return Ok(());
-        }
-        ctx.consider(&info, None, false);
-        return Ok(());
+        return consider_named(ctx, &info, false).await;
     }
     let client = ctx.requester.client.clone();
     match ctx
@@ -302,9 +298,7 @@ async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), Disc
     {
         Ok(info) => {
             ctx.rows.push(row(&info, None));
-            if explicit_kind_ok(ctx, &info) {
-                ctx.consider(&info, None, true);
-            }
+            consider_named(ctx, &info, true).await?;
         }
         Err(Failure::Api(e @ (ApiError::NotFound { .. } | ApiError::NoAccess { .. }))) => {
             let info = ChannelInfo {
@@ -327,18 +321,64 @@ async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), Disc
     Ok(())
 }
 
-/// A channel named by ID whose kind holds no messages of its own is reported, not fetched
-/// (Discord would answer its messages route with an error): a category, or a forum or media
-/// channel (whose posts are threads).
-fn explicit_kind_ok(ctx: &mut Ctx<'_>, info: &ChannelInfo) -> bool {
-    let reason = match info.kind {
-        4 => "a category: it holds no messages (its channels are archived by their own IDs, or with --guild)",
-        15 | 16 => "a forum or media channel: its posts are threads (archive them by their own IDs, or with --guild)",
-        _ => return true,
-    };
-    ctx.seen.insert(info.id);
-    ctx.skip(info, reason.to_owned(), false);
-    false
+/// A channel named by ID: fetched if it holds messages; a category is reported (it holds
+/// none); a forum or media channel stands for its posts, which are threads: they are listed
+/// (active and archived) and fetched, the forum itself reported.
+async fn consider_named(
+    ctx: &mut Ctx<'_>,
+    info: &ChannelInfo,
+    listed: bool,
+) -> Result<(), DiscoveryError> {
+    match info.kind {
+        4 => {
+            ctx.seen.insert(info.id);
+            let why = "a category: it holds no messages (its channels are archived by their own IDs, or with --guild)";
+            ctx.skip(info, why.to_owned(), false);
+        }
+        15 | 16 => {
+            ctx.seen.insert(info.id);
+            ctx.skip(
+                info,
+                "a forum: its posts are archived as threads".to_owned(),
+                false,
+            );
+            forum_posts(ctx, info).await?;
+        }
+        _ => ctx.consider(info, None, listed),
+    }
+    Ok(())
+}
+
+/// The posts of a forum or media channel named by ID: its active threads (from the guild's
+/// listing) and its archived ones.
+async fn forum_posts(ctx: &mut Ctx<'_>, forum: &ChannelInfo) -> Result<(), DiscoveryError> {
+    let client = ctx.requester.client.clone();
+    let mut posts: BTreeMap<u64, ChannelInfo> = BTreeMap::new();
+    if let Some(g) = forum.guild_id {
+        match ctx
+            .get(Route::GuildActiveThreads(g), || client.active_threads(g))
+            .await
+        {
+            Ok(active) => posts.extend(
+                active
+                    .threads
+                    .into_iter()
+                    .filter(|t| t.parent_id == Some(forum.id))
+                    .map(|t| (t.id, t)),
+            ),
+            Err(Failure::Api(ApiError::NotFound { .. } | ApiError::NoAccess { .. })) => {}
+            Err(f) => return Err(failure(f)),
+        }
+    }
+    let mut stats = Stats::default();
+    let archived = parent_threads(ctx.requester, &client, forum.id, false, false, &mut stats).await;
+    ctx.stats.add(&stats);
+    posts.extend(archived?.into_iter().map(|t| (t.id, t)));
+    for post in posts.values().filter(|t| THREAD_KINDS.contains(&t.kind)) {
+        ctx.rows.push(row(post, forum.guild_id));
+        ctx.consider(post, forum.guild_id, true);
+    }
+    Ok(())
 }
 
 async fn discover_guild(

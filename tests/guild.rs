@@ -427,10 +427,11 @@ fn a_failing_thread_listing_costs_that_listing_not_the_guild() {
     assert!(archived.iter().all(|(id, r)| expected.get(id) == Some(r)));
 }
 
-/// Channels named by ID whose kind holds no messages of their own are reported, not fetched;
-/// and a channel named by ID is asked again even if it answered 403 within the last day.
+/// Channels named by ID whose kind holds no messages of their own are not fetched: a category
+/// is reported, a forum stands for its posts; and a channel named by ID is asked again even if
+/// it answered 403 within the last day.
 #[test]
-fn channels_named_by_id_skip_categories_and_forums_and_are_always_asked() {
+fn channels_named_by_id_skip_categories_expand_forums_and_are_always_asked() {
     let h = full();
     let (category, forum, staff) = (
         h.channel_id("Information"),
@@ -449,10 +450,23 @@ fn channels_named_by_id_skip_categories_and_forums_and_are_always_asked() {
             report.channels[&id].status
         );
     }
-    assert!(
-        !h.requests().iter().any(|r| r.contains("/messages")),
-        "no messages asked of them"
-    );
+    for id in [category, forum] {
+        assert!(
+            !h.requests()
+                .iter()
+                .any(|r| r.contains(&format!("/channels/{id}/messages"))),
+            "no messages asked of {id}"
+        );
+    }
+    // The forum stands for its posts, active and archived: they are archived.
+    let posts: Vec<u64> = (1..=3)
+        .map(|k| format!("forum-post-{k}"))
+        .chain((1..=4).map(|k| format!("forum-old-{k}")))
+        .map(|name| h.channel_id(&name))
+        .collect();
+    let expected = h.expected_in(&posts, &BTreeSet::new());
+    assert!(!expected.is_empty());
+    assert_same_rows(&h.archived(), &expected);
 
     // `staff` is hidden from the bot: a 403 when its messages are asked for.
     settings.channels = vec![staff];
