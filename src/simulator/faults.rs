@@ -96,7 +96,7 @@ pub enum FaultKind {
     TruncatedBody,
     MalformedJson,
     Slow,
-    /// A 500 from [`FaultSpec::fail_first`].
+    /// A 500 from [`FaultSpec::fail_first`] or [`FaultSpec::fail_thread_listings`].
     FailFirst,
     /// A 403 from [`FaultSpec::refuse_paths`].
     Refused,
