@@ -10,6 +10,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use util::*;
 
+/// A guild of one text channel.
+fn one_channel(name: &str, messages: u64) -> GuildSpec {
+    GuildSpec {
+        channels: vec![discord_archiver::simulator::ChannelSpec::text(
+            name, messages,
+        )],
+        ..GuildSpec::test_small()
+    }
+}
+
 fn message_requests(requests: &[String]) -> Vec<&String> {
     requests
         .iter()
@@ -353,12 +363,7 @@ fn missing_and_forbidden_channels_are_skipped_and_the_run_completes() {
 fn resuming_slices_fetches_every_hole_and_what_came_since() {
     use diesel::RunQueryDsl;
     let h = Harness::new(SimConfig {
-        guild: GuildSpec {
-            channels: vec![discord_archiver::simulator::ChannelSpec::text(
-                "long", 10_000,
-            )],
-            ..GuildSpec::test_small()
-        },
+        guild: one_channel("long", 10_000),
         ..SimConfig::default()
     });
     let channel = h.channel_id("long");
@@ -420,12 +425,7 @@ fn resuming_slices_fetches_every_hole_and_what_came_since() {
 #[test]
 fn a_bucket_whose_headers_overstate_its_limit_costs_one_429_not_one_per_window() {
     let h = Harness::new(SimConfig {
-        guild: GuildSpec {
-            channels: vec![discord_archiver::simulator::ChannelSpec::text(
-                "busy", 2_000,
-            )],
-            ..GuildSpec::test_small()
-        },
+        guild: one_channel("busy", 2_000),
         bucket: Some(BucketSpec {
             limit: 4,
             window: Duration::from_millis(400),

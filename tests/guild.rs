@@ -251,14 +251,9 @@ fn sigterm_saves_what_was_fetched_and_a_rerun_completes_the_archive() {
         latency: Duration::from_millis(30),
         ..SimConfig::default()
     });
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_discord-archiver"));
     let mut args = h.archive_args();
     args.extend(["--concurrency".into(), "2".into()]);
-    cmd.args(&args)
-        .env("DISCORD_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let child = spawn_piped(&args);
     // Wait until something is committed, then ask it to stop.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -278,6 +273,17 @@ fn sigterm_saves_what_was_fetched_and_a_rerun_completes_the_archive() {
     let out = h.bin(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_exit(&out, 0, "re-run");
     assert_same_rows(&h.archived(), &expected);
+}
+
+/// The binary started with the token, its output kept for `wait_with_output`.
+fn spawn_piped(args: &[String]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_discord-archiver"))
+        .args(args)
+        .env("DISCORD_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Messages committed so far, read without disturbing the writer (0 until the schema exists).
@@ -345,12 +351,7 @@ fn sigterm_during_discovery_ends_the_run_as_interrupted() {
         latency: Duration::from_millis(300),
         ..SimConfig::default()
     });
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_discord-archiver"));
-    cmd.args(h.archive_args())
-        .env("DISCORD_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let child = spawn_piped(&h.archive_args());
     // Past the token check: a listing request means discovery has begun.
     let deadline = Instant::now() + Duration::from_secs(120);
     while !h.requests().iter().any(|r| r.contains("/guilds/")) {
