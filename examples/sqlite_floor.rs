@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 const PAGE: usize = 100;
 /// Pages per transaction: the group commit's average on this profile.
 const PAGES_PER_TRANSACTION: usize = 30;
-/// A checkpoint runs when the WAL holds this many frames, as the writer's auto-checkpoint does.
-const CHECKPOINT_FRAMES: c_int = 8192;
+/// A checkpoint runs when the WAL holds this many bytes, as the writer's auto-checkpoint does.
+const CHECKPOINT_BYTES: c_int = 64 << 20;
 
 /// Frames in the WAL after the last commit, as SQLite's WAL hook reports them.
 static WAL_FRAMES: AtomicI32 = AtomicI32::new(0);
@@ -118,9 +118,11 @@ fn machine_busy() -> f64 {
     busy as f64 / 100.0
 }
 
-/// Every message of the archive, by channel, oldest first; and the schema to recreate.
-fn read_archive(path: &Path) -> (BTreeMap<i64, Vec<Row>>, Vec<String>) {
+/// Every message of the archive, by channel, oldest first; and the schema and page size to
+/// recreate.
+fn read_archive(path: &Path) -> (BTreeMap<i64, Vec<Row>>, Vec<String>, c_int) {
     let db = Db::open(path, ffi::SQLITE_OPEN_READONLY);
+    let page_size_stmt = db.prepare("PRAGMA page_size");
     let schema_stmt = db.prepare(
         "SELECT sql FROM sqlite_master WHERE tbl_name = 'messages' AND sql IS NOT NULL \
          ORDER BY type DESC",
@@ -130,6 +132,13 @@ fn read_archive(path: &Path) -> (BTreeMap<i64, Vec<Row>>, Vec<String>) {
     let mut channels: BTreeMap<i64, Vec<Row>> = BTreeMap::new();
     // SAFETY: statements of a live handle, stepped and read per SQLite's API, then finalized;
     // column text is copied before the next step.
+    let page_size = unsafe {
+        db.check(ffi::sqlite3_step(page_size_stmt), "page size");
+        let size = ffi::sqlite3_column_int(page_size_stmt, 0);
+        ffi::sqlite3_finalize(page_size_stmt);
+        size
+    };
+    // SAFETY: as above.
     unsafe {
         while ffi::sqlite3_step(schema_stmt) == ffi::SQLITE_ROW {
             let sql = CStr::from_ptr(ffi::sqlite3_column_text(schema_stmt, 0).cast());
@@ -156,7 +165,7 @@ fn read_archive(path: &Path) -> (BTreeMap<i64, Vec<Row>>, Vec<String>) {
         }
         ffi::sqlite3_finalize(stmt);
     }
-    (channels, schema)
+    (channels, schema, page_size)
 }
 
 /// How the archive's messages are fed to SQLite.
@@ -223,7 +232,7 @@ fn main() {
         Some("time") => Order::Time,
         Some(n) => Order::Fetchers(n.parse().expect("a number of slices, or `time`")),
     };
-    let (channels, schema) = read_archive(Path::new(source));
+    let (channels, schema, page_size) = read_archive(Path::new(source));
     let channel_count = channels.len();
     let pages = pages(channels, &order);
     let messages: usize = pages.iter().map(|p| p.len()).sum();
@@ -235,10 +244,11 @@ fn main() {
         ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE,
     );
     // The archive's own settings (src/storage), with checkpoints run here to time them.
-    db.exec(
-        "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-         PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 0;",
-    );
+    db.exec(&format!(
+        "PRAGMA page_size = {page_size}; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384; \
+             PRAGMA wal_autocheckpoint = 0;"
+    ));
     for sql in &schema {
         db.exec(sql);
     }
@@ -284,7 +294,7 @@ fn main() {
         db.exec("COMMIT");
         let committed = thread_cpu();
         insert_cpu += committed - started;
-        if WAL_FRAMES.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES {
+        if WAL_FRAMES.load(Ordering::Relaxed) >= CHECKPOINT_BYTES / page_size {
             db.exec("PRAGMA wal_checkpoint(PASSIVE)");
             checkpoint_cpu += thread_cpu() - committed;
         }

@@ -687,7 +687,7 @@ fn a_token_revoked_mid_run_stops_at_once_with_exit_2_and_loses_nothing() {
 // 3. Storage faults
 // ---------------------------------------------------------------------------------------------
 
-/// Disk full (a 1 MiB tmpfs) mid-run: a clear error, checkpoints consistent with the stored rows;
+/// Disk full (a 3 MiB tmpfs) mid-run: a clear error, checkpoints consistent with the stored rows;
 /// after the tmpfs grows, a re-run completes the exact archive. A tmpfs too small even for the
 /// schema: refused before fetching, exit 2.
 #[test]
@@ -731,10 +731,11 @@ fn disk_full_is_a_clear_error_and_a_rerun_after_freeing_space_completes() {
         "not one request before the database works"
     );
 
-    // Full mid-run (1 MiB), then the same tmpfs grown to 64 MiB and the run repeated.
+    // Full mid-run (3 MiB: the schema takes about 1 in 64 KiB pages), then the same tmpfs grown
+    // to 64 MiB and the run repeated.
     let full = format!(
         "{prelude}
-        mount -t tmpfs -o size=1024k tmpfs \"$M\" || exit 97
+        mount -t tmpfs -o size=3072k tmpfs \"$M\" || exit 97
         run full; snap full
         mount -o remount,size=64m \"$M\" || exit 98
         run freed; snap freed
@@ -780,9 +781,10 @@ fn a_write_limit_mid_run_stops_the_run_cleanly_and_the_rerun_completes() {
     args.extend(["--stats-json".into(), stats.display().to_string()]);
     let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
     // SIGXFSZ ignored, so an oversized write fails with EFBIG instead of killing the process.
-    // (`ulimit -f` counts 512-byte blocks in POSIX sh: 512 KiB, less than the archive needs.)
+    // (`ulimit -f` counts 512-byte blocks in POSIX sh: 2 MiB, room for the schema in 64 KiB
+    // pages and less than the archive needs.)
     let script = format!(
-        "trap '' XFSZ; ulimit -f 1024; exec \"$BIN\" {}",
+        "trap '' XFSZ; ulimit -f 4096; exec \"$BIN\" {}",
         quoted.join(" ")
     );
     let out = std::process::Command::new("sh")

@@ -268,6 +268,13 @@ fn embedded_versions() -> Vec<String> {
         .collect()
 }
 
+/// The page size a new archive is created with (SQLite's largest).
+const NEW_PAGE_SIZE: i64 = 65536;
+
+/// The WAL size at which the writer checkpoints itself (the background checkpointer usually
+/// has copied nearly everything by then).
+const AUTOCHECKPOINT_BYTES: i64 = 64 << 20;
+
 fn connect(url: &str, path: &Path) -> Result<SqliteConnection, StorageError> {
     SqliteConnection::establish(url).map_err(|source| StorageError::Connect {
         path: path.to_owned(),
@@ -311,19 +318,32 @@ pub fn open_rw(path: &Path) -> Result<Archive, StorageError> {
         check_ours(&mut conn, path)?;
     }
     if !matches!(found, Found::Sqlite) {
-        // Only a new file can take a page size. Rows (raw JSON) are large; bigger pages mean
-        // fewer pages, WAL frames and B-tree splits per batch.
-        conn.batch_execute("PRAGMA page_size = 8192;")
+        // Only a new file can take a page size. Rows (raw JSON) are ~1 KB, and concurrent
+        // channels insert at dozens of places in the table at once: each insert point's page is
+        // rewritten to the WAL by every transaction, splits move rows between neighbours, and
+        // the checkpoint copies it all again. The largest pages make those the fewest: SQLite
+        // alone storing an `unthrottled` run's rows cost 29 % less machine time than with
+        // 8 KiB pages, and the `unthrottled` benchmark ran about a third faster.
+        conn.batch_execute(&format!("PRAGMA page_size = {NEW_PAGE_SIZE};"))
             .map_err(sqlite_err(path, "setting the page size"))?;
     }
     // WAL with synchronous=NORMAL: a commit is durable against a process crash (kill -9) and
-    // the database is never corrupted by a power loss. A larger auto-checkpoint threshold
-    // rewrites hot pages (B-tree edges, checkpoints) into the database far less often. A 16 MiB
-    // page cache holds the B-tree paths that concurrent channels insert into.
+    // the database is never corrupted by a power loss. A 16 MiB page cache holds the B-tree
+    // paths that concurrent channels insert into.
     conn.batch_execute(
         "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-         PRAGMA wal_autocheckpoint = 8192; PRAGMA cache_size = -16384;",
+         PRAGMA cache_size = -16384;",
     )
+    .map_err(sqlite_err(path, "setting pragmas"))?;
+    // A large auto-checkpoint threshold rewrites hot pages (B-tree edges, checkpoints) into the
+    // database far less often; it counts pages, so it follows the file's own page size (older
+    // archives keep the size they were made with).
+    let page_size = queries::pragma_int(&mut conn, "page_size")
+        .map_err(sqlite_err(path, "reading the page size"))?;
+    conn.batch_execute(&format!(
+        "PRAGMA wal_autocheckpoint = {};",
+        AUTOCHECKPOINT_BYTES / page_size.max(512)
+    ))
     .map_err(sqlite_err(path, "setting pragmas"))?;
     conn.run_pending_migrations(MIGRATIONS)
         .map_err(|e| StorageError::Migration {
@@ -539,6 +559,34 @@ mod tests {
             let mode = std::fs::metadata(&touched).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn new_archives_take_large_pages_and_old_ones_keep_theirs() {
+        let settings = |archive: &mut Archive| {
+            let size = queries::pragma_int(&mut archive.conn, "page_size").unwrap();
+            // A pragma with a side effect has no table-valued form.
+            #[derive(QueryableByName)]
+            struct Every {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                wal_autocheckpoint: i64,
+            }
+            let every = diesel::sql_query("PRAGMA wal_autocheckpoint")
+                .get_result::<Every>(&mut archive.conn)
+                .unwrap();
+            (size, every.wal_autocheckpoint)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        assert_eq!(settings(&mut open_rw(&path).unwrap()), (65536, 1024));
+        // An archive made by an older version, with 8 KiB pages: the same WAL size in bytes.
+        let old = dir.path().join("old.db");
+        let mut conn = SqliteConnection::establish(old.to_str().unwrap()).unwrap();
+        conn.batch_execute("PRAGMA page_size = 8192; PRAGMA journal_mode = WAL;")
+            .unwrap();
+        conn.run_pending_migrations(MIGRATIONS).unwrap();
+        drop(conn);
+        assert_eq!(settings(&mut open_rw(&old).unwrap()), (8192, 8192));
     }
 
     #[test]
