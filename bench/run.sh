@@ -10,11 +10,12 @@
 #   bash bench/run.sh                 # every profile
 #   bash bench/run.sh discord unthrottled
 #   BENCH_SCALE=0.1 bash bench/run.sh # a quick pass with a tenth of the messages
+#   BIN=/tmp/old bash bench/run.sh    # another build of the archiver (and simulator), to compare
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --quiet --bin discord-archiver --example sqlite_floor
-BIN=target/release/discord-archiver
+BIN=${BIN:-target/release/discord-archiver}
 TOKEN=bench-token
 SCALE=${BENCH_SCALE:-1}
 WORK=$(mktemp -d)
