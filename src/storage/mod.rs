@@ -284,9 +284,9 @@ fn connect(url: &str, path: &Path) -> Result<SqliteConnection, StorageError> {
 
 /// Opens (creating if needed, mode 0600) the archive for writing, locks it, runs migrations.
 pub fn open_rw(path: &Path) -> Result<Archive, StorageError> {
-    let found = inspect(path)?;
+    let found = claim(path, inspect(path)?)?;
     match found {
-        Found::Nothing => create_private(path)?,
+        Found::Nothing => {}
         Found::Sqlite => drop(judge_read_only(path)?),
         // An empty file becomes an archive: owner-only, as a new one is created.
         Found::Empty => make_private(path)?,
@@ -484,7 +484,18 @@ fn make_private(path: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
-fn create_private(path: &Path) -> Result<(), StorageError> {
+/// Creates the archive file if nothing was found (`Nothing` then means: new, ours). A file
+/// someone else made between our look and our create is looked at again and judged like any
+/// file that was there before: a foreign database is refused, not migrated.
+fn claim(path: &Path, found: Found) -> Result<Found, StorageError> {
+    match found {
+        Found::Nothing if !create_private(path)? => inspect(path),
+        found => Ok(found),
+    }
+}
+
+/// Creates a new file, owner-only; `false` if a file already exists there.
+fn create_private(path: &Path) -> Result<bool, StorageError> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -494,9 +505,8 @@ fn create_private(path: &Path) -> Result<(), StorageError> {
         options.mode(0o600);
     }
     match options.open(path) {
-        Ok(_) => Ok(()),
-        // Someone created it between our look and now: judge it like any existing file.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(source) => Err(StorageError::Create {
             path: path.to_owned(),
             source,
@@ -559,6 +569,32 @@ mod tests {
             let mode = std::fs::metadata(&touched).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn a_database_created_between_our_look_and_our_create_is_judged_not_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        // Another program's database appears after `inspect` saw nothing.
+        let looked = inspect(&path).unwrap();
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute("CREATE TABLE notes (body TEXT);")
+            .unwrap();
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+        assert!(matches!(claim(&path, looked).unwrap(), Found::Sqlite));
+        let Err(err) = judge_read_only(&path) else {
+            panic!("a foreign database was accepted")
+        };
+        assert!(matches!(err, StorageError::NotOurs { .. }), "{err}");
+        assert!(std::fs::read(&path).unwrap() == before);
+        // Nothing there: created, owner-only, and ours to set up.
+        let new = dir.path().join("new.db");
+        assert!(matches!(
+            claim(&new, Found::Nothing).unwrap(),
+            Found::Nothing
+        ));
+        assert!(new.exists());
     }
 
     #[test]
