@@ -322,8 +322,8 @@ pub fn open_rw(path: &Path) -> Result<Archive, StorageError> {
         // channels insert at dozens of places in the table at once: each insert point's page is
         // rewritten to the WAL by every transaction, splits move rows between neighbours, and
         // the checkpoint copies it all again. The largest pages make those the fewest: SQLite
-        // alone storing an `unthrottled` run's rows cost 29 % less machine time than with
-        // 8 KiB pages, and the `unthrottled` benchmark ran about a third faster.
+        // alone storing an `unthrottled` run's rows took a quarter to a third less machine time
+        // than with 8 KiB pages, and the benchmark ran about a quarter faster (bench/RESULTS.md).
         conn.batch_execute(&format!("PRAGMA page_size = {NEW_PAGE_SIZE};"))
             .map_err(sqlite_err(path, "setting the page size"))?;
     }
