@@ -18,7 +18,21 @@ impl RateLimitHeaders {
     where
         I: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        Self::parse_at(pairs, now)
+    }
+
+    /// [`parse`](Self::parse) at a given Unix time, which turns `X-RateLimit-Reset` (an epoch
+    /// time) into seconds from now when a response carries no `X-RateLimit-Reset-After`
+    /// (a proxy may drop it); the latter wins when both are there, free of clock skew.
+    pub fn parse_at<'a, I>(pairs: I, now_epoch: f64) -> Self
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
         let mut h = RateLimitHeaders::default();
+        let mut reset_at = None;
         for (name, value) in pairs {
             let Some(rest) = strip_prefix_ignore_case(name, "x-ratelimit-") else {
                 continue;
@@ -36,6 +50,7 @@ impl RateLimitHeaders {
                         .ok()
                         .filter(|s| s.is_finite() && *s >= 0.0)
                 }
+                "reset" => reset_at = value.parse::<f64>().ok().filter(|t| t.is_finite()),
                 "bucket" if !value.is_empty() && value.len() <= 128 => {
                     h.bucket = Some(value.to_owned())
                 }
@@ -43,6 +58,9 @@ impl RateLimitHeaders {
                 "scope" if value.len() <= 32 => h.scope = Some(value.to_ascii_lowercase()),
                 _ => {}
             }
+        }
+        if h.reset_after.is_none() {
+            h.reset_after = reset_at.map(|at| (at - now_epoch).max(0.0));
         }
         h
     }
@@ -82,6 +100,26 @@ mod tests {
     }
 
     #[test]
+    fn reset_is_the_fallback_when_reset_after_is_missing() {
+        let at = |pairs: &[(&str, &str)]| {
+            RateLimitHeaders::parse_at(pairs.iter().map(|(k, v)| (*k, v.as_bytes())), 1000.25)
+                .reset_after
+        };
+        assert_eq!(at(&[("x-ratelimit-reset", "1002.5")]), Some(2.25));
+        // Already past (or a clock behind the server's): the bucket has reset.
+        assert_eq!(at(&[("x-ratelimit-reset", "999")]), Some(0.0));
+        // Reset-After wins, whatever the order: it carries no clock skew.
+        let both = [
+            ("x-ratelimit-reset-after", "1.5"),
+            ("x-ratelimit-reset", "1100"),
+        ];
+        assert_eq!(at(&both), Some(1.5));
+        let reversed = [both[1], both[0]];
+        assert_eq!(at(&reversed), Some(1.5));
+        assert_eq!(at(&[("x-ratelimit-reset", "soon")]), None);
+    }
+
+    #[test]
     fn reads_global_429_headers() {
         let h = parse(&[
             ("x-ratelimit-global", "true"),
@@ -112,7 +150,7 @@ mod tests {
         }
 
         #[test]
-        fn never_panics_on_known_names(name in prop::sample::select(vec!["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset-after", "x-ratelimit-bucket", "x-ratelimit-global", "x-ratelimit-scope"]), value in ".{0,40}") {
+        fn never_panics_on_known_names(name in prop::sample::select(vec!["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "x-ratelimit-reset-after", "x-ratelimit-bucket", "x-ratelimit-global", "x-ratelimit-scope"]), value in ".{0,40}") {
             let _ = RateLimitHeaders::parse([(name, value.as_bytes())]);
         }
     }
