@@ -516,6 +516,14 @@ fn create_private(path: &Path) -> Result<bool, StorageError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A connection of another program that has run `sql` on the database at `path`.
+    fn other_program(path: &Path, sql: &str) -> SqliteConnection {
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute(sql).unwrap();
+        conn
+    }
 
     #[test]
     fn an_output_path_that_is_the_archive_or_its_companions_is_caught() {
@@ -535,7 +543,6 @@ mod tests {
         assert!(overlaps_archive(&fresh, &dir.path().join("new.db")));
         assert!(!overlaps_archive(&db, &dir.path().join("out.jsonl")));
     }
-    use super::*;
 
     #[test]
     fn read_only_uri_escapes_uri_syntax() {
@@ -577,10 +584,7 @@ mod tests {
         let path = dir.path().join("a.db");
         // Another program's database appears after `inspect` saw nothing.
         let looked = inspect(&path).unwrap();
-        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        conn.batch_execute("CREATE TABLE notes (body TEXT);")
-            .unwrap();
-        drop(conn);
+        drop(other_program(&path, "CREATE TABLE notes (body TEXT);"));
         let before = std::fs::read(&path).unwrap();
         assert!(matches!(claim(&path, looked).unwrap(), Found::Sqlite));
         let Err(err) = judge_read_only(&path) else {
@@ -617,9 +621,7 @@ mod tests {
         assert_eq!(settings(&mut open_rw(&path).unwrap()), (65536, 1024));
         // An archive made by an older version, with 8 KiB pages: the same WAL size in bytes.
         let old = dir.path().join("old.db");
-        let mut conn = SqliteConnection::establish(old.to_str().unwrap()).unwrap();
-        conn.batch_execute("PRAGMA page_size = 8192; PRAGMA journal_mode = WAL;")
-            .unwrap();
+        let mut conn = other_program(&old, "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL;");
         conn.run_pending_migrations(MIGRATIONS).unwrap();
         drop(conn);
         assert_eq!(settings(&mut open_rw(&old).unwrap()), (8192, 8192));
@@ -645,11 +647,10 @@ mod tests {
         );
 
         let other = dir.path().join("other.db");
-        {
-            let mut conn = SqliteConnection::establish(other.to_str().unwrap()).unwrap();
-            conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);")
-                .unwrap();
-        }
+        drop(other_program(
+            &other,
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);",
+        ));
         let before = std::fs::read(&other).unwrap();
         let err = open_rw(&other).unwrap_err();
         assert!(matches!(err, StorageError::NotOurs { .. }), "{err}");
@@ -671,13 +672,10 @@ mod tests {
     fn reading_a_foreign_wal_database_leaves_no_file_behind() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("other.db");
-        {
-            let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-            conn.batch_execute(
-                "PRAGMA journal_mode = WAL; CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('x');",
-            )
-            .unwrap();
-        }
+        drop(other_program(
+            &path,
+            "PRAGMA journal_mode = WAL; CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('x');",
+        ));
         assert_eq!(listing(dir.path()), ["other.db"]);
         let before = std::fs::read(&path).unwrap();
         let Err(err) = open_ro(&path) else {
@@ -695,10 +693,10 @@ mod tests {
     fn an_empty_database_another_program_marked_is_not_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("other.db");
-        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        conn.batch_execute("PRAGMA application_id = 1234; PRAGMA user_version = 9;")
-            .unwrap();
-        drop(conn);
+        drop(other_program(
+            &path,
+            "PRAGMA application_id = 1234; PRAGMA user_version = 9;",
+        ));
         let before = std::fs::read(&path).unwrap();
         let err = open_rw(&path).unwrap_err();
         assert!(matches!(err, StorageError::NotOurs { .. }), "{err}");
@@ -710,12 +708,11 @@ mod tests {
     fn a_foreign_database_with_a_leftover_wal_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("other.db");
-        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        conn.batch_execute(
+        let conn = other_program(
+            &path,
             "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
              CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('x');",
-        )
-        .unwrap();
+        );
         // What the other program leaves if it dies now: its files, the WAL holding what it
         // wrote. (The `-shm` index is scratch space every reader touches; it holds no data.)
         let left = dir.path().join("left.db");
@@ -783,14 +780,11 @@ mod tests {
     fn an_archive_killed_before_its_first_migration_is_taken_up() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
-        {
-            let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-            conn.batch_execute(
-                "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL, \
-                 run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);",
-            )
-            .unwrap();
-        }
+        drop(other_program(
+            &path,
+            "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL, \
+             run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);",
+        ));
         let mut archive = open_rw(&path).unwrap();
         assert_eq!(
             queries::meta_value(&mut archive.conn, "application")
