@@ -94,7 +94,9 @@ pub fn channel_permissions(base: u64, member: &BotMember, overwrites: &[Overwrit
     perms
 }
 
-/// Why the bot cannot read a channel of this kind with these permissions, if it cannot.
+/// Why the bot cannot read a channel of this kind with these permissions, if it cannot. On a
+/// voice or stage channel, a denied Connect implicitly denies the channel's other permissions
+/// (Discord's permissions documentation, "Implicit Permissions"), its text chat's included.
 pub fn unreadable_reason(kind: u8, perms: u64) -> Option<&'static str> {
     if perms & VIEW_CHANNEL == 0 {
         Some("no permission: View Channel")
