@@ -525,6 +525,15 @@ mod tests {
         conn
     }
 
+    /// Opens `path` for writing, which must be refused as not ours with the file unchanged.
+    fn refused_untouched(path: &Path) -> StorageError {
+        let before = std::fs::read(path).unwrap();
+        let err = open_rw(path).unwrap_err();
+        assert!(matches!(err, StorageError::NotOurs { .. }), "{err}");
+        assert!(std::fs::read(path).unwrap() == before, "file unchanged");
+        err
+    }
+
     #[test]
     fn an_output_path_that_is_the_archive_or_its_companions_is_caught() {
         let dir = tempfile::tempdir().unwrap();
@@ -651,11 +660,8 @@ mod tests {
             &other,
             "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);",
         ));
-        let before = std::fs::read(&other).unwrap();
-        let err = open_rw(&other).unwrap_err();
-        assert!(matches!(err, StorageError::NotOurs { .. }), "{err}");
+        let err = refused_untouched(&other);
         assert!(err.to_string().contains("users"));
-        assert_eq!(std::fs::read(&other).unwrap(), before);
         assert!(matches!(open_ro(&other), Err(StorageError::NotOurs { .. })));
     }
 
@@ -697,11 +703,8 @@ mod tests {
             &path,
             "PRAGMA application_id = 1234; PRAGMA user_version = 9;",
         ));
-        let before = std::fs::read(&path).unwrap();
-        let err = open_rw(&path).unwrap_err();
-        assert!(matches!(err, StorageError::NotOurs { .. }), "{err}");
+        let err = refused_untouched(&path);
         assert!(err.to_string().contains("application_id = 1234"), "{err}");
-        assert!(std::fs::read(&path).unwrap() == before);
     }
 
     #[test]
