@@ -102,12 +102,17 @@ impl Ctx<'_> {
         if persist {
             self.skips.push((info.id, Some(reason.clone())));
         }
+        self.settled(info, ChannelStatus::Skipped(reason), Stats::default());
+    }
+
+    /// Reports a channel discovery decided without fetching it: started and ended now.
+    fn settled(&mut self, info: &ChannelInfo, status: ChannelStatus, stats: Stats) {
         let now = crate::time::now_rfc3339();
         self.out.reports.push(ChannelReport {
             channel_id: info.id,
             name: info.name.clone(),
-            status: ChannelStatus::Skipped(reason),
-            stats: Stats::default(),
+            status,
+            stats,
             start_time: Some(now.clone()),
             end_time: Some(now),
         });
@@ -148,18 +153,11 @@ impl Ctx<'_> {
                 "{} is up to date (resuming from its checkpoint needs no request)",
                 label(info)
             );
-            let now = crate::time::now_rfc3339();
-            self.out.reports.push(ChannelReport {
-                channel_id: info.id,
-                name: info.name.clone(),
-                status: ChannelStatus::Finished,
-                stats: Stats {
-                    resumed_from_checkpoint: 1,
-                    ..Stats::default()
-                },
-                start_time: Some(now.clone()),
-                end_time: Some(now),
-            });
+            let stats = Stats {
+                resumed_from_checkpoint: 1,
+                ..Stats::default()
+            };
+            self.settled(info, ChannelStatus::Finished, stats);
             return;
         }
         self.out.jobs.push(ChannelJob {
