@@ -18,6 +18,9 @@ use twilight_model::id::Id;
 #[derive(Clone)]
 pub struct DiscordClient {
     http: Arc<twilight_http::Client>,
+    /// twilight's timeout ends when the headers arrive; this bounds the whole exchange, so a
+    /// server that stalls mid-body is retried like any other timeout instead of hanging the run.
+    exchange_timeout: Duration,
 }
 
 impl std::fmt::Debug for DiscordClient {
@@ -45,6 +48,7 @@ impl DiscordClient {
         }
         DiscordClient {
             http: Arc::new(builder.build()),
+            exchange_timeout: timeout.saturating_mul(2),
         }
     }
 
@@ -61,7 +65,7 @@ impl DiscordClient {
             .channel_messages(id(channel_id)?)
             .after(id(after.max(1))?)
             .limit(limit);
-        let (headers, body) = read(send(request).await?).await?;
+        let (headers, body) = self.exchange(request).await?;
         Ok(Fetched {
             value: page::parse_messages(body)?,
             headers,
@@ -73,17 +77,19 @@ impl DiscordClient {
         &self,
         guild_id: u64,
     ) -> Result<Fetched<Vec<ChannelInfo>>, ApiError> {
-        json(self.http.guild_channels(id(guild_id)?), "channel list").await
+        self.json(self.http.guild_channels(id(guild_id)?), "channel list")
+            .await
     }
 
     /// `GET /channels/{id}`.
     pub async fn channel(&self, channel_id: u64) -> Result<Fetched<ChannelInfo>, ApiError> {
-        json(self.http.channel(id(channel_id)?), "channel").await
+        self.json(self.http.channel(id(channel_id)?), "channel")
+            .await
     }
 
     /// `GET /guilds/{id}`: the owner and the roles, for permission math.
     pub async fn guild(&self, guild_id: u64) -> Result<Fetched<GuildInfo>, ApiError> {
-        json(self.http.guild(id(guild_id)?), "guild").await
+        self.json(self.http.guild(id(guild_id)?), "guild").await
     }
 
     /// `GET /guilds/{id}/members/{user}`: the bot's roles.
@@ -92,7 +98,7 @@ impl DiscordClient {
         guild_id: u64,
         user_id: u64,
     ) -> Result<Fetched<MemberInfo>, ApiError> {
-        json(
+        self.json(
             self.http.guild_member(id(guild_id)?, id(user_id)?),
             "guild member",
         )
@@ -101,7 +107,8 @@ impl DiscordClient {
 
     /// `GET /guilds/{id}/threads/active`: every active thread the bot can see.
     pub async fn active_threads(&self, guild_id: u64) -> Result<Fetched<ThreadList>, ApiError> {
-        json(self.http.active_threads(id(guild_id)?), "active threads").await
+        self.json(self.http.active_threads(id(guild_id)?), "active threads")
+            .await
     }
 
     /// `GET /channels/{id}/threads/archived/public?before=<ISO 8601>`, newest archive first.
@@ -118,7 +125,7 @@ impl DiscordClient {
         if let Some(before) = &before {
             request = request.before(before);
         }
-        json(request, "archived threads").await
+        self.json(request, "archived threads").await
     }
 
     /// `GET /channels/{id}/threads/archived/private?before=<ISO 8601>` (needs Manage Threads).
@@ -135,7 +142,7 @@ impl DiscordClient {
         if let Some(before) = &before {
             request = request.before(before);
         }
-        json(request, "archived threads").await
+        self.json(request, "archived threads").await
     }
 
     /// `GET /channels/{id}/users/@me/threads/archived/private?before=<snowflake>`: the private
@@ -152,7 +159,7 @@ impl DiscordClient {
         if let Some(before) = before {
             request = request.before(id(before)?);
         }
-        json(request, "archived threads").await
+        self.json(request, "archived threads").await
     }
 
     /// `GET /users/@me`: proves the token works before anything else happens.
@@ -161,7 +168,7 @@ impl DiscordClient {
         struct Me {
             id: String,
         }
-        let (headers, body) = read(send(self.http.current_user()).await?).await?;
+        let (headers, body) = self.exchange(self.http.current_user()).await?;
         let me: Me = serde_json::from_slice(&body)
             .map_err(|e| ApiError::Transient(format!("malformed user: {e}")))?;
         let user_id = me
@@ -175,21 +182,39 @@ impl DiscordClient {
     }
 }
 
-fn id<T>(raw: u64) -> Result<Id<T>, ApiError> {
-    Id::new_checked(raw).ok_or_else(|| ApiError::Fatal("an ID of 0 is not a snowflake".into()))
+impl DiscordClient {
+    /// Sends a request and parses its JSON body.
+    async fn json<T, M, R>(&self, request: R, what: &str) -> Result<Fetched<T>, ApiError>
+    where
+        T: serde::de::DeserializeOwned,
+        R: IntoFuture<Output = Result<Response<M>, twilight_http::Error>>,
+    {
+        let (headers, body) = self.exchange(request).await?;
+        Ok(Fetched {
+            value: parse_json(what, &body)?,
+            headers,
+        })
+    }
+
+    /// Sends a request and reads its headers and whole body, within the exchange timeout.
+    async fn exchange<M, R>(&self, request: R) -> Result<(RateLimitHeaders, Vec<u8>), ApiError>
+    where
+        R: IntoFuture<Output = Result<Response<M>, twilight_http::Error>>,
+    {
+        tokio::time::timeout(self.exchange_timeout, async {
+            read(send(request).await?).await
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::Transient(
+                "request timed out while reading the response".into(),
+            ))
+        })
+    }
 }
 
-/// Sends a request and parses its JSON body.
-async fn json<T, M, R>(request: R, what: &str) -> Result<Fetched<T>, ApiError>
-where
-    T: serde::de::DeserializeOwned,
-    R: IntoFuture<Output = Result<Response<M>, twilight_http::Error>>,
-{
-    let (headers, body) = read(send(request).await?).await?;
-    Ok(Fetched {
-        value: parse_json(what, &body)?,
-        headers,
-    })
+fn id<T>(raw: u64) -> Result<Id<T>, ApiError> {
+    Id::new_checked(raw).ok_or_else(|| ApiError::Fatal("an ID of 0 is not a snowflake".into()))
 }
 
 /// Sends a request; a failure comes back classified.
@@ -227,6 +252,44 @@ fn query_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// A server that sends the headers and the start of a body, then nothing: twilight's own
+    /// timeout has ended with the headers, so only the exchange timeout ends the wait.
+    #[test]
+    fn a_body_that_stalls_times_out_instead_of_hanging() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n[")
+                .unwrap();
+            // Returns once the client gives up and closes the connection.
+            let _ = stream.read(&mut request);
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(async {
+            let base = ApiBase {
+                host_port: format!("127.0.0.1:{port}"),
+                use_http: true,
+            };
+            let client =
+                DiscordClient::new(&Token::new("t"), Some(&base), Duration::from_millis(200));
+            client.messages_after(1, 0, 100).await
+        });
+        drop(runtime);
+        server.join().unwrap();
+        assert!(
+            matches!(&result, Err(ApiError::Transient(why)) if why.contains("timed out")),
+            "{result:?}"
+        );
+    }
 
     #[test]
     fn a_timestamp_offset_is_escaped_in_the_query() {
