@@ -6,7 +6,7 @@ use crate::actors::messages::{AbortReason, Close, FinishRun, ProgressEvent, Shut
 use crate::actors::rate_limiter::{GetStats, RateLimiter};
 use crate::actors::supervisor::{StopReason, Supervisor, SupervisorResult};
 use crate::actors::writer::Writer;
-use crate::config::{Settings, Token};
+use crate::config::{ApiBase, Settings, Token};
 use crate::discord::{ApiError, DiscordClient, Route};
 use crate::discovery::{self, DiscoveryError};
 use crate::stats::{ChannelReport, ChannelStatus, RunReport, Stats};
@@ -86,6 +86,7 @@ pub async fn archive(
     let writer = Writer::start(archive, options.halt_after_batches);
 
     let client = DiscordClient::new(&token, settings.api_base.as_ref(), options.request_timeout);
+    let token_user_id = token.user_id();
     drop(token);
     let limiter = RateLimiter::new(settings.rate.global_per_second).start();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -107,7 +108,14 @@ pub async fn archive(
     };
 
     let mut discovery = Stats::default();
-    let bot_user_id = match check_token(&requester, &mut discovery).await {
+    let bot_user_id = match check_token(
+        &requester,
+        settings.api_base.as_ref(),
+        token_user_id,
+        &mut discovery,
+    )
+    .await
+    {
         Ok(id) => id,
         Err(e) => {
             let _ = writer.send(Close).await;
@@ -151,6 +159,11 @@ pub async fn archive(
                 })
                 .await;
             let _ = writer.send(Close).await;
+            if e.exit_code() == 2 && !existed {
+                // A usage or token error (an unknown guild; a token first refused here, see
+                // `check_token`) leaves nothing behind: nothing was fetched.
+                storage::remove_new_archive(&settings.database);
+            }
             return Err(e);
         }
     };
@@ -296,16 +309,49 @@ async fn wait_for_signal() {
     }
 }
 
-/// A bad token stops the run here, before a single channel is touched. Returns the bot's ID.
-async fn check_token(requester: &Requester, stats: &mut Stats) -> Result<u64, RunError> {
+/// A bad token stops the run here, before a single channel is touched. Returns the bot's ID
+/// (needed for permission math) when it can be known.
+///
+/// A server that answers `GET /users/@me` with anything but the user, a 401 or a 429 (a proxy
+/// or a stand-in that does not serve it) must not end the run, nor cost a round of retries:
+/// the bot's ID then comes from the token itself (`token_user_id`), or permissions go
+/// unchecked (every channel is asked), and the token is proven by discovery's first request
+/// instead, which still comes before anything is recorded.
+async fn check_token(
+    requester: &Requester,
+    api_base: Option<&ApiBase>,
+    token_user_id: Option<u64>,
+    stats: &mut Stats,
+) -> Result<Option<u64>, RunError> {
     let client = &requester.client;
-    match requester
-        .request(Route::CurrentUser, stats, || client.current_user())
-        .await
-    {
-        Ok(me) => Ok(me.value),
+    let answer = requester
+        .request(Route::CurrentUser, stats, move || async move {
+            client.current_user().await.map_err(|e| match e {
+                // Only silence and rate limits are waited out here.
+                ApiError::Transient(why) if !e.is_unanswered() => ApiError::Fatal(why),
+                e => e,
+            })
+        })
+        .await;
+    match answer {
+        Ok(me) => Ok(Some(me.value)),
         Err(Failure::Api(ApiError::Unauthorized)) => Err(RunError::Unauthorized),
         Err(Failure::Interrupted) => Err(RunError::Interrupted),
+        Err(Failure::Exhausted(e)) if e.is_unanswered() => Err(RunError::Discovery(format!(
+            "no answer from {} ({e}): check --api-base (or `api_base` in the config) and the network",
+            api_base.map_or("Discord (https://discord.com)".to_owned(), |b| b.to_string())
+        ))),
+        Err(Failure::Api(
+            e @ (ApiError::NotFound { .. } | ApiError::NoAccess { .. } | ApiError::Fatal(_)),
+        )) => {
+            let then = if token_user_id.is_some() {
+                "taking the bot's ID from the token"
+            } else {
+                "the bot's permissions cannot be computed, so every channel is asked"
+            };
+            tracing::warn!("GET /users/@me failed ({e}); {then}");
+            Ok(token_user_id)
+        }
         Err(f) => Err(RunError::Discovery(failure_text(&f))),
     }
 }

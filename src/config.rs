@@ -323,6 +323,44 @@ impl Token {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The bot's user ID as a Discord bot token carries it: the token's first part is the ID
+    /// in base64. `None` for a token of another shape (a test's, a proxy's).
+    pub fn user_id(&self) -> Option<u64> {
+        let first = self.0.split('.').next()?;
+        let digits = String::from_utf8(base64_decode(first)?).ok()?;
+        digits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| digits.parse().ok())
+            .flatten()
+            .filter(|id| *id > 0)
+    }
+}
+
+/// Standard or URL-safe base64, padded or not; `None` on anything else.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in text.bytes() {
+        let value = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 impl fmt::Debug for Token {
@@ -1219,6 +1257,25 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn a_bot_token_carries_the_bot_user_id() {
+        let id = |t: &str| Token::new(t).user_id();
+        assert_eq!(
+            id("MTIzNDU2Nzg5MDEyMzQ1Njc4.GhIjKl.secret"),
+            Some(123456789012345678)
+        );
+        // Padded, and a 19-digit ID.
+        assert_eq!(
+            id("MTIzNDU2Nzg5MDEyMzQ1Njc4OQ==.x.y"),
+            Some(1234567890123456789)
+        );
+        assert_eq!(id("t"), None);
+        assert_eq!(id(""), None);
+        assert_eq!(id("bm90IGFuIGlk.x.y"), None, "base64 of 'not an id'");
+        assert_eq!(id("MA.x.y"), None, "0 is not a snowflake");
+        assert_eq!(id("!!!.x.y"), None);
+    }
 
     /// SPEC.md's example, verbatim.
     const EXAMPLE: &str = r#"database = "archive.db"          # path of the SQLite archive

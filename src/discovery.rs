@@ -71,6 +71,22 @@ fn failure(f: Failure) -> DiscoveryError {
     }
 }
 
+/// A lookup discovery can do without: answered `None` (with a note in the log) unless the
+/// failure must end discovery (a rejected token, a stop, the invalid-request budget).
+fn optional<T>(f: Failure, what: &str) -> Result<Option<T>, DiscoveryError> {
+    match f {
+        Failure::Api(ApiError::Unauthorized)
+        | Failure::Exhausted(ApiError::Unauthorized)
+        | Failure::Interrupted
+        | Failure::InvalidRequestBudget
+        | Failure::Storage(..) => Err(failure(f)),
+        Failure::Api(e) | Failure::Exhausted(e) => {
+            tracing::debug!("cannot read {what}: {e}");
+            Ok(None)
+        }
+    }
+}
+
 struct Ctx<'a> {
     requester: &'a Requester,
     settings: &'a Settings,
@@ -83,6 +99,9 @@ struct Ctx<'a> {
     skips: Vec<(u64, Option<String>)>,
     seen: HashSet<u64>,
     now_ms: u64,
+    /// `GET /channels/{id}` failed once other than for the channel itself: named channels are
+    /// then fetched without it.
+    channel_route_unserved: bool,
 }
 
 impl Ctx<'_> {
@@ -208,12 +227,12 @@ fn row(info: &ChannelInfo, guild_id: Option<u64>) -> ChannelRow {
 }
 
 /// Finds the channels to archive: every readable channel (and thread) of each guild, plus the
-/// listed channels. `bot_user_id` comes from the token check.
+/// listed channels. `bot_user_id` comes from the token check (`None`: permissions unknown).
 pub async fn discover(
     requester: &Requester,
     writer: &Addr<Writer>,
     settings: &Settings,
-    bot_user_id: u64,
+    bot_user_id: Option<u64>,
     stats: &mut Stats,
 ) -> Result<Discovered, DiscoveryError> {
     let gone = |_| DiscoveryError::Failed("the writer stopped".into());
@@ -233,6 +252,7 @@ pub async fn discover(
         skips: Vec::new(),
         seen: HashSet::new(),
         now_ms: crate::time::now_ms(),
+        channel_route_unserved: false,
     };
     for guild in &settings.guilds {
         discover_guild(&mut ctx, guild, bot_user_id).await?;
@@ -289,6 +309,22 @@ async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), Disc
         };
         return consider_named(ctx, &info, false).await;
     }
+    let unknown = ChannelInfo {
+        id: channel_id,
+        kind: 0,
+        guild_id: None,
+        name: None,
+        parent_id: None,
+        last_message_id: None,
+        position: None,
+        permission_overwrites: Vec::new(),
+        thread_metadata: None,
+    };
+    if ctx.channel_route_unserved {
+        ctx.rows.push(row(&unknown, None));
+        ctx.consider(&unknown, None, false);
+        return Ok(());
+    }
     let client = ctx.requester.client.clone();
     match ctx
         .get(Route::Channel(channel_id), || client.channel(channel_id))
@@ -298,23 +334,23 @@ async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), Disc
             ctx.rows.push(row(&info, None));
             consider_named(ctx, &info, true).await?;
         }
-        Err(Failure::Api(e @ (ApiError::NotFound { .. } | ApiError::NoAccess { .. }))) => {
-            let info = ChannelInfo {
-                id: channel_id,
-                kind: 0,
-                guild_id: None,
-                name: None,
-                parent_id: None,
-                last_message_id: None,
-                position: None,
-                permission_overwrites: Vec::new(),
-                thread_metadata: None,
-            };
-            ctx.rows.push(row(&info, None));
+        // Code 0 is how Discord answers a route it does not serve, not an unknown channel.
+        Err(Failure::Api(e @ (ApiError::NotFound { code: 1.. } | ApiError::NoAccess { .. }))) => {
+            ctx.rows.push(row(&unknown, None));
             ctx.seen.insert(channel_id);
-            ctx.skip(&info, skip_reason(&e), true);
+            ctx.skip(&unknown, skip_reason(&e), true);
         }
-        Err(f) => return Err(failure(f)),
+        // The lookup only refines the channel (its kind, guild, name): when it cannot be had,
+        // the messages route itself says whether the channel exists and is readable.
+        Err(f) => {
+            optional::<()>(f, "the channel")?;
+            tracing::warn!(
+                "GET /channels/{channel_id} is not answered: fetching the named channels as text channels"
+            );
+            ctx.channel_route_unserved = true;
+            ctx.rows.push(row(&unknown, None));
+            ctx.consider(&unknown, None, false);
+        }
     }
     Ok(())
 }
@@ -382,7 +418,7 @@ async fn forum_posts(ctx: &mut Ctx<'_>, forum: &ChannelInfo) -> Result<(), Disco
 async fn discover_guild(
     ctx: &mut Ctx<'_>,
     guild: &GuildTarget,
-    bot_user_id: u64,
+    bot_user_id: Option<u64>,
 ) -> Result<(), DiscoveryError> {
     let g = guild.id;
     let client = ctx.requester.client.clone();
@@ -397,38 +433,49 @@ async fn discover_guild(
     }
     };
     // Without the guild's roles or the bot's member object the bot cannot compute
-    // permissions: then every channel is asked, and a 403 answers for the unreadable ones.
-    // The channel listing below is what decides whether the guild exists for us.
+    // permissions: then every channel is asked, and a 403 answers for the unreadable ones. So
+    // these lookups are optional (a stand-in or proxy may not serve them); only a rejected
+    // token or a stop ends discovery. The channel listing below decides whether the guild
+    // exists for us.
     let info = match ctx.get(Route::Guild(g), || client.guild(g)).await {
         Ok(info) => Some(info),
-        Err(Failure::Api(ApiError::NotFound { .. } | ApiError::NoAccess { .. })) => None,
-        Err(f) => return Err(failure(f)),
+        Err(f) => optional(f, "the guild")?,
     };
-    let member = match &info {
+    let member_roles = match bot_user_id {
         None => None,
-        Some(info) => match ctx
-            .get(Route::GuildMember(g, bot_user_id), || {
-                client.guild_member(g, bot_user_id)
-            })
+        Some(user) => match ctx
+            .get(Route::GuildMember(g, user), || client.guild_member(g, user))
             .await
         {
-            Ok(m) => Some(BotMember {
-                user_id: bot_user_id,
-                guild_id: g,
-                owner_id: info.owner_id,
-                roles: m.roles.iter().map(|r| r.0).collect(),
-            }),
-            Err(Failure::Api(ApiError::NotFound { .. } | ApiError::NoAccess { .. })) => None,
-            Err(f) => return Err(failure(f)),
+            Ok(m) => Some(m.roles.iter().map(|r| r.0).collect()),
+            Err(f) => optional(f, "the bot's member object")?,
         },
     };
-
-    // A guild object without its @everyone role (the role whose ID is the guild's) cannot be
-    // reasoned about: better to ask every channel than to skip readable ones.
-    let base = match (&member, &info) {
-        (Some(m), Some(info)) if info.roles.iter().any(|r| r.id == g) => {
-            Some(permissions::base_permissions(m, &info.roles))
-        }
+    // Roles without the @everyone role (the one whose ID is the guild's) cannot be reasoned
+    // about: better to ask every channel than to skip readable ones. Discord lists them in
+    // the guild object and at `/guilds/{id}/roles`.
+    let complete = |roles: &[permissions::Role]| roles.iter().any(|r| r.id == g);
+    let roles = match info.as_ref().map(|i| &i.roles) {
+        Some(roles) if complete(roles) => Some(roles.clone()),
+        _ if member_roles.is_none() => None,
+        _ => match ctx
+            .get(Route::GuildRoles(g), || client.guild_roles(g))
+            .await
+        {
+            Ok(roles) => Some(roles).filter(|r| complete(r)),
+            Err(f) => optional(f, "the guild's roles")?,
+        },
+    };
+    let member = member_roles
+        .zip(bot_user_id)
+        .map(|(roles, user_id)| BotMember {
+            user_id,
+            guild_id: g,
+            owner_id: info.as_ref().and_then(|i| i.owner_id),
+            roles,
+        });
+    let base = match (&member, &roles) {
+        (Some(m), Some(roles)) => Some(permissions::base_permissions(m, roles)),
         _ => None,
     };
     let channels = ctx

@@ -109,6 +109,81 @@ fn a_rejected_token_stops_before_any_damage() {
     assert!(left.is_empty(), "no new archive left behind: {left:?}");
 }
 
+/// A server that does not serve `GET /users/@me` (a stand-in, a proxy) answers 404 whatever
+/// the token: the token is then proven by discovery's first request, still before anything
+/// is recorded.
+#[test]
+fn a_rejected_token_stops_before_any_damage_without_the_token_check_route() {
+    let h = Harness::small();
+    h.sim
+        .state()
+        .set_faults(discord_archiver::simulator::FaultSpec {
+            unserved_paths: vec!["/users/@me".into()],
+            ..Default::default()
+        });
+    let args = h.archive_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = h.bin_env(&args, &[("DISCORD_TOKEN", "not-the-token")]);
+    assert_exit(&out, 2, "bad token");
+    assert!(text(&out).contains("401"), "{}", text(&out));
+    let left: Vec<_> = std::fs::read_dir(h.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "no new archive left behind: {left:?}");
+}
+
+/// An unknown guild is a usage error found before fetching: exit 2, and no new archive.
+#[test]
+fn an_unknown_guild_leaves_no_new_archive() {
+    let h = Harness::small();
+    let out = h.bin(&[
+        "archive",
+        "--db",
+        h.db.to_str().unwrap(),
+        "--api-base",
+        &h.sim.url(),
+        "--guild",
+        "123456789012345678",
+    ]);
+    assert_exit(&out, 2, "unknown guild");
+    assert!(text(&out).contains("123456789012345678"), "{}", text(&out));
+    assert!(!h.db.exists(), "no new archive left behind");
+}
+
+/// Nothing listening at the API base: the run stops at the token check and says where it
+/// looked and what to check.
+#[test]
+fn an_api_base_that_does_not_answer_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let db = dir.path().join("a.db");
+    let out = run_bin(
+        &[
+            "archive",
+            "--channel",
+            "1",
+            "--api-base",
+            &base,
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        &[("DISCORD_TOKEN", "t"), ("MESSAGE_FETCH_MAX_RETRIES", "0")],
+    );
+    assert_exit(&out, 1, "nothing listening");
+    let said = text(&out);
+    assert!(
+        said.contains(&base) && said.contains("--api-base"),
+        "{said}"
+    );
+    assert!(!db.exists(), "no new archive left behind");
+}
+
 #[test]
 fn config_errors_name_the_key_and_line() {
     let h = Harness::small();

@@ -516,3 +516,84 @@ fn joined_private_threads_are_found_when_permissions_are_unknown() {
         "the joined private thread is archived"
     );
 }
+
+/// A Discord stand-in or proxy that serves neither `GET /users/@me` nor the guild object:
+/// neither is needed to archive. The token is proven by the first request that is served, and
+/// with the bot's permissions unknown every channel is asked; the archive is still exactly the
+/// readable history.
+#[test]
+fn a_server_without_the_optional_lookups_still_archives_the_guild() {
+    let h = full();
+    let guild = h.sim.state().guild_id();
+    h.sim.state().set_faults(FaultSpec {
+        unserved_paths: vec!["/users/@me".into(), format!("/guilds/{guild}")],
+        ..FaultSpec::default()
+    });
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    let asked_me = h
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("/api/v10/users/@me?"))
+        .count();
+    assert_eq!(asked_me, 1, "asked once, not retried");
+    assert_same_rows(&h.archived(), &h.expected_readable());
+}
+
+/// Discord lists a guild's roles in the guild object and at `/guilds/{id}/roles`: without the
+/// first, the second keeps the permission math, so a hidden channel is not even asked.
+#[test]
+fn the_roles_route_stands_in_for_the_guild_object() {
+    let h = full();
+    let guild = h.sim.state().guild_id();
+    let staff = h.channel_id("staff");
+    h.sim.state().set_faults(FaultSpec {
+        unserved_paths: vec![format!("/guilds/{guild}")],
+        ..FaultSpec::default()
+    });
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    let requests = h.requests();
+    assert!(requests
+        .iter()
+        .any(|r| r.starts_with(&format!("/api/v10/guilds/{guild}/roles?"))));
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.starts_with(&format!("/api/v10/channels/{staff}/messages"))),
+        "the hidden channel was asked"
+    );
+    assert!(matches!(
+        &report.channels[&staff].status,
+        ChannelStatus::Skipped(_)
+    ));
+    assert_same_rows(&h.archived(), &h.expected_readable());
+}
+
+/// Channels named by ID when `GET /channels/{id}` is not served: each is fetched as a text
+/// channel, and the messages route itself says which one does not exist.
+#[test]
+fn named_channels_are_fetched_when_the_channel_route_is_not_served() {
+    let h = full();
+    let general = h.channel_id("general");
+    let missing = 4_242_424_242_424_242_424;
+    h.sim.state().set_faults(FaultSpec {
+        unserved_paths: vec![
+            format!("/channels/{general}"),
+            format!("/channels/{missing}"),
+        ],
+        ..FaultSpec::default()
+    });
+    let mut settings = h.settings();
+    settings.guilds.clear();
+    settings.channels = vec![general, missing];
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert!(matches!(
+        &report.channels[&missing].status,
+        ChannelStatus::Skipped(_)
+    ));
+    let expected = h.expected_in(&[general], &BTreeSet::new());
+    assert!(!expected.is_empty());
+    assert_same_rows(&h.archived(), &expected);
+}

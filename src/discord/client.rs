@@ -92,6 +92,15 @@ impl DiscordClient {
         self.json(self.http.guild(id(guild_id)?), "guild").await
     }
 
+    /// `GET /guilds/{id}/roles`: the roles alone, for a guild object that lacks them.
+    pub async fn guild_roles(
+        &self,
+        guild_id: u64,
+    ) -> Result<Fetched<Vec<crate::permissions::Role>>, ApiError> {
+        self.json(self.http.roles(id(guild_id)?), "guild roles")
+            .await
+    }
+
     /// `GET /guilds/{id}/members/{user}`: the bot's roles.
     pub async fn guild_member(
         &self,

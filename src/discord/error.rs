@@ -42,6 +42,12 @@ impl ApiError {
         )
     }
 
+    /// No HTTP answer at all (a connection that failed or timed out), as opposed to an answer
+    /// that could not be used: the server may not be there.
+    pub fn is_unanswered(&self) -> bool {
+        matches!(self, ApiError::Transient(why) if why.starts_with(CONNECTION_ERROR) || why == TIMED_OUT)
+    }
+
     pub fn from_http(error: &HttpError) -> Self {
         match error.kind() {
             ErrorType::Unauthorized => ApiError::Unauthorized,
@@ -54,9 +60,9 @@ impl ApiError {
             ErrorType::ServiceUnavailable { .. } => {
                 ApiError::Transient("HTTP 503 service unavailable".into())
             }
-            ErrorType::RequestTimedOut => ApiError::Transient("request timed out".into()),
+            ErrorType::RequestTimedOut => ApiError::Transient(TIMED_OUT.into()),
             ErrorType::RequestError | ErrorType::RequestCanceled | ErrorType::ChunkingResponse => {
-                ApiError::Transient(format!("connection error: {}", source_text(error)))
+                ApiError::Transient(format!("{CONNECTION_ERROR}{}", source_text(error)))
             }
             _ => ApiError::Fatal(error.to_string()),
         }
@@ -124,6 +130,9 @@ impl ApiError {
         }
     }
 }
+
+const TIMED_OUT: &str = "request timed out";
+const CONNECTION_ERROR: &str = "connection error: ";
 
 /// Discord sends float seconds; a negative, NaN or absurd value must not stall or spin us.
 fn sanitize_retry_after(seconds: f64) -> f64 {

@@ -9,6 +9,7 @@ pub enum Route {
     CurrentUser,
     Guild(u64),
     GuildChannels(u64),
+    GuildRoles(u64),
     GuildMember(u64, u64),
     GuildActiveThreads(u64),
     Channel(u64),
@@ -25,6 +26,7 @@ impl Route {
             Route::CurrentUser => "users/@me".to_owned(),
             Route::Guild(id) => format!("guilds/{id}"),
             Route::GuildChannels(id) => format!("guilds/{id}/channels"),
+            Route::GuildRoles(id) => format!("guilds/{id}/roles"),
             Route::GuildMember(guild, user) => format!("guilds/{guild}/members/{user}"),
             Route::GuildActiveThreads(id) => format!("guilds/{id}/threads/active"),
             Route::Channel(id) => format!("channels/{id}"),
@@ -53,6 +55,7 @@ mod tests {
         assert_eq!(Route::CurrentUser.path(), "users/@me");
         assert_eq!(Route::Guild(1).path(), "guilds/1");
         assert_eq!(Route::GuildChannels(12).path(), "guilds/12/channels");
+        assert_eq!(Route::GuildRoles(12).path(), "guilds/12/roles");
         assert_eq!(Route::Channel(34).path(), "channels/34");
         assert_eq!(Route::ChannelMessages(56).path(), "channels/56/messages");
         assert_eq!(

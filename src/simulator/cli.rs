@@ -169,6 +169,7 @@ impl SimulateArgs {
                 fail_first: Vec::new(),
                 fail_thread_listings: Vec::new(),
                 refuse_paths: Vec::new(),
+                unserved_paths: Vec::new(),
             },
             workers: self.workers.max(1),
             message_content_intent: true,

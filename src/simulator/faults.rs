@@ -40,6 +40,9 @@ pub struct FaultSpec {
     /// Requests whose path contains one of these answer 403 Missing Access (50001), as when
     /// the bot may not read the resource.
     pub refuse_paths: Vec<String>,
+    /// Paths (under `/api/v10`, exactly) answered as an unknown route: 404 `{"message": "404:
+    /// Not Found", "code": 0}`, as a Discord stand-in or proxy that does not serve them would.
+    pub unserved_paths: Vec<String>,
 }
 
 impl Default for FaultSpec {
@@ -58,6 +61,7 @@ impl Default for FaultSpec {
             fail_first: Vec::new(),
             fail_thread_listings: Vec::new(),
             refuse_paths: Vec::new(),
+            unserved_paths: Vec::new(),
         }
     }
 }
@@ -68,6 +72,7 @@ impl FaultSpec {
         self.fail_first.iter().all(|&(_, n)| n == 0)
             && self.fail_thread_listings.is_empty()
             && self.refuse_paths.is_empty()
+            && self.unserved_paths.is_empty()
             && self.table().iter().all(|&(p, _)| p <= 0.0)
     }
 
@@ -100,6 +105,8 @@ pub enum FaultKind {
     FailFirst,
     /// A 403 from [`FaultSpec::refuse_paths`].
     Refused,
+    /// A 404 from [`FaultSpec::unserved_paths`].
+    Unserved,
 }
 
 impl FaultKind {
@@ -116,6 +123,7 @@ impl FaultKind {
             FaultKind::Slow => "slow",
             FaultKind::FailFirst => "fail_first",
             FaultKind::Refused => "refused",
+            FaultKind::Unserved => "unserved",
         }
     }
 }
@@ -183,6 +191,13 @@ impl Faults {
 
     pub(crate) fn slow_delay(&self) -> Duration {
         self.spec.lock().unwrap().slow_delay
+    }
+
+    /// Whether `path` is one of [`FaultSpec::unserved_paths`].
+    pub(crate) fn unserved(&self, path: &str) -> bool {
+        let route_path = path.strip_prefix("/api/v10").unwrap_or(path);
+        let spec = self.spec.lock().unwrap();
+        spec.unserved_paths.iter().any(|p| p == route_path)
     }
 
     /// Decides the fault for one API request. `messages_channel` is the channel id when the

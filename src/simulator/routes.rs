@@ -200,6 +200,13 @@ pub(crate) async fn api(req: HttpRequest, state: web::Data<SimState>) -> HttpRes
 }
 
 async fn answer(req: &HttpRequest, state: &SimState, route: Route<'_>) -> Answer {
+    // A path this stand-in does not serve is answered before any authentication, as by a
+    // server with no handler for it.
+    if state.faults.unserved(req.path()) {
+        let mut answer = Answer::plain(error(404, "404: Not Found", 0));
+        answer.outcome.fault = Some(FaultKind::Unserved);
+        return answer;
+    }
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -267,6 +274,8 @@ fn injected(state: &SimState, route: Route<'_>, kind: FaultKind) -> Option<HttpR
     Some(match kind {
         FaultKind::Http500 | FaultKind::FailFirst => error(500, "500: Internal Server Error", 0),
         FaultKind::Refused => error(403, "Missing Access", 50001),
+        // Answered before this point (see `answer`).
+        FaultKind::Unserved => error(404, "404: Not Found", 0),
         FaultKind::Html502 => HttpResponse::build(StatusCode::BAD_GATEWAY)
             .insert_header(("server", "cloudflare"))
             .content_type("text/html")
