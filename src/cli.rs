@@ -116,7 +116,9 @@ pub struct ArchiveArgs {
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub concurrency: Option<String>,
 
-    /// Do not archive threads (active or archived) of the selected guilds and channels.
+    /// Do not archive threads (active or archived): neither a guild's nor the posts of a forum
+    /// named with --channel. (A text channel named with --channel is archived alone, without
+    /// its threads.)
     #[arg(long)]
     pub no_threads: bool,
 

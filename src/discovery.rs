@@ -369,6 +369,11 @@ async fn consider_named(
             let why = "a category: it holds no messages (its channels are archived by their own IDs, or with --guild)";
             ctx.skip(info, why.to_owned(), false);
         }
+        15 | 16 if !ctx.settings.fetch.include_threads => {
+            ctx.seen.insert(info.id);
+            let why = "a forum: its posts are threads, and threads are left out (--no-threads)";
+            ctx.skip(info, why.to_owned(), false);
+        }
         15 | 16 => {
             ctx.seen.insert(info.id);
             ctx.skip(

@@ -117,7 +117,7 @@ fn finish(result: Result<RunReport, app::RunError>, stats_json: Option<&std::pat
             if let Some(path) = stats_json {
                 let json = serde_json::to_string_pretty(&report).expect("reports serialize");
                 if let Err(e) = std::fs::write(path, json) {
-                    eprintln!("error: writing {}: {e}", path.display());
+                    eprintln!("error: writing --stats-json {}: {e}", path.display());
                     return report.exit_code.max(1);
                 }
             }
@@ -164,6 +164,12 @@ fn check_output(path: &std::path::Path, flag: &str, db: &std::path::Path) -> Res
             "{flag} {} is the archive itself (--db {}) or one of its files: choose another path",
             path.display(),
             db.display()
+        ));
+    }
+    if path.is_dir() {
+        return Err(format!(
+            "{flag} {} is a directory: give the path of a file to write",
+            path.display()
         ));
     }
     match path.parent().filter(|dir| !dir.as_os_str().is_empty()) {

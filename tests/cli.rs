@@ -151,6 +151,22 @@ fn an_unknown_guild_leaves_no_new_archive() {
     assert!(!h.db.exists(), "no new archive left behind");
 }
 
+/// Output paths are checked before anything is fetched: a directory is not a file.
+#[test]
+fn a_directory_as_an_output_file_is_a_usage_error_up_front() {
+    let h = Harness::small();
+    let dir = h.dir.path().join("stats");
+    std::fs::create_dir(&dir).unwrap();
+    let mut args = h.archive_args();
+    args.extend(["--stats-json".into(), dir.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = h.bin(&args);
+    assert_exit(&out, 2, "--stats-json a directory");
+    assert!(text(&out).contains("--stats-json"), "{}", text(&out));
+    assert!(h.requests().is_empty(), "nothing was asked");
+    assert!(!h.db.exists());
+}
+
 /// Nothing listening at the API base: the run stops at the token check and says where it
 /// looked and what to check.
 #[test]

@@ -597,3 +597,26 @@ fn named_channels_are_fetched_when_the_channel_route_is_not_served() {
     assert!(!expected.is_empty());
     assert_same_rows(&h.archived(), &expected);
 }
+
+/// `--no-threads` leaves out every thread, a named forum's posts included.
+#[test]
+fn no_threads_leaves_out_a_named_forums_posts() {
+    let h = full();
+    let forum = h.channel_id("forum");
+    let mut settings = h.settings();
+    settings.guilds.clear();
+    settings.channels = vec![forum];
+    settings.fetch.include_threads = false;
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert!(
+        matches!(&report.channels[&forum].status, ChannelStatus::Skipped(why) if why.contains("--no-threads")),
+        "{:?}",
+        report.channels[&forum].status
+    );
+    assert!(h.archived().is_empty());
+    assert!(
+        !h.requests().iter().any(|r| r.contains("/threads/")),
+        "no thread listing asked"
+    );
+}

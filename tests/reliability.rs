@@ -1055,14 +1055,13 @@ fn an_unwritable_archive_path_is_a_clear_error() {
     assert!(h.requests().is_empty());
 }
 
-/// `--stats-json` naming something that cannot be written at the end (here a directory; a
-/// missing directory is refused before the run): the archive completes, the error names the
-/// file, and the exit code says something went wrong.
+/// `--stats-json` naming something that cannot be written at the end (here `/dev/full`, which
+/// passes the checks made before the run: a directory or a missing one would not): the archive
+/// completes, the error names the file, and the exit code says something went wrong.
 #[test]
 fn an_unwritable_stats_json_path_is_reported() {
     let h = Harness::small();
-    let stats = h.dir.path().join("a-directory");
-    std::fs::create_dir(&stats).unwrap();
+    let stats = std::path::PathBuf::from("/dev/full");
     let mut args = h.archive_args();
     args.extend(["--stats-json".into(), stats.display().to_string()]);
     let out = h.bin(&strs(&args));
