@@ -689,7 +689,8 @@ where
     F: FnMut(Before) -> Fut,
     Fut: Future<Output = Result<crate::discord::client::Fetched<ThreadList>, ApiError>>,
 {
-    let mut out = Vec::new();
+    let mut out: Vec<ChannelInfo> = Vec::new();
+    let mut seen: HashSet<u64> = HashSet::new();
     let mut before = Before::default();
     loop {
         let cursor = before.clone();
@@ -706,15 +707,24 @@ where
         let Some(last) = list.threads.last() else {
             return Ok(Some(out));
         };
+        // `before` is exclusive and threads may share an archive time: asking from just after
+        // the last one's time lists its ties again (de-duplicated below) instead of passing
+        // over those the page had no room for.
         let next = Before {
             ts: last
                 .thread_metadata
                 .as_ref()
-                .and_then(|m| m.archive_timestamp.clone()),
+                .and_then(|m| m.archive_timestamp.as_deref())
+                .map(|ts| crate::time::just_after(ts).unwrap_or_else(|| ts.to_owned())),
             id: Some(last.id),
         };
         let more = list.has_more;
-        out.extend(list.threads);
+        let before_page = out.len();
+        out.extend(list.threads.into_iter().filter(|t| seen.insert(t.id)));
+        if out.len() == before_page {
+            // Nothing new (a page of nothing but ties seen already): no cursor gets further.
+            return Ok(Some(out));
+        }
         // A listing that says "more" but gives no way to ask for it ends here.
         let by_time = matches!(
             route,

@@ -144,6 +144,16 @@ pub fn parse_rfc3339(s: &str) -> Result<u64, TimeError> {
     })
 }
 
+/// The `before` cursor that still includes every thread archived at `archive_timestamp` (an
+/// archived-thread listing's `before` is exclusive, and threads may share an archive time):
+/// the next millisecond, in Discord's own form (`2024-05-01T12:34:56.790000+00:00`).
+/// `None` if the timestamp does not parse.
+pub fn just_after(archive_timestamp: &str) -> Option<String> {
+    let ms = parse_rfc3339(archive_timestamp).ok()? + 1;
+    let text = format_rfc3339_ms(ms);
+    Some(format!("{}000+00:00", text.strip_suffix('Z')?))
+}
+
 /// Formats Unix ms as `2024-05-01T12:34:56.789Z` (always UTC, always three fraction digits).
 pub fn format_rfc3339_ms(unix_ms: u64) -> String {
     let days = (unix_ms / MS_PER_DAY) as i64;
@@ -298,6 +308,24 @@ fn shorten(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn just_after_is_the_next_millisecond_in_discords_form() {
+        assert_eq!(
+            just_after("2024-05-01T12:34:56.789000+00:00").as_deref(),
+            Some("2024-05-01T12:34:56.790000+00:00")
+        );
+        // The fraction is truncated first, so the whole millisecond stays before the cursor.
+        assert_eq!(
+            just_after("2024-05-01T23:59:59.999999+00:00").as_deref(),
+            Some("2024-05-02T00:00:00.000000+00:00")
+        );
+        assert_eq!(
+            just_after("2024-05-01T14:00:00+02:00").as_deref(),
+            Some("2024-05-01T12:00:00.001000+00:00")
+        );
+        assert_eq!(just_after("yesterday"), None);
+    }
     use proptest::prelude::*;
 
     #[test]

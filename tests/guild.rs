@@ -620,3 +620,34 @@ fn no_threads_leaves_out_a_named_forums_posts() {
         "no thread listing asked"
     );
 }
+
+/// Archived threads that share an archive time (a bulk archiving, a coarse clock), cut by a
+/// page of the listing: its `before` is exclusive, so asking from the last one's time would
+/// pass over the ties the page had no room for.
+#[test]
+fn archived_threads_sharing_an_archive_time_are_all_found() {
+    use discord_archiver::simulator::{kind, ChannelSpec};
+    let mut channels = vec![ChannelSpec::text("general", 3)];
+    let times = [1_700_000_000_000, 1_700_000_100_000, 1_700_000_200_000];
+    for (at, count) in times.into_iter().zip([60, 60, 10]) {
+        for i in 0..count {
+            let mut thread =
+                ChannelSpec::thread(&format!("t{at}-{i}"), kind::PUBLIC_THREAD, 0, 4).archived();
+            thread.thread.archived_at_ms = Some(at);
+            channels.push(thread);
+        }
+    }
+    let h = Harness::new(SimConfig {
+        guild: GuildSpec {
+            channels,
+            ..GuildSpec::test_small()
+        },
+        ..SimConfig::default()
+    });
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    let expected = h.expected_readable();
+    let threads: BTreeSet<i64> = expected.values().map(|r| r.channel_id).collect();
+    assert!(threads.len() > 120, "most threads have a stored message");
+    assert_same_rows(&h.archived(), &expected);
+}

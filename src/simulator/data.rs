@@ -91,6 +91,11 @@ pub struct ThreadSpec {
     pub locked: bool,
     /// 60, 1440, 4320 or 10080.
     pub auto_archive_minutes: u32,
+    /// Archived at exactly this Unix time (ms), as a bulk archiving or a coarse clock does:
+    /// threads may then share an archive time, and `before` paging by time (exclusive) can
+    /// pass over ties. `None`: `auto_archive_minutes` after the last message, nudged so that
+    /// no two threads share one.
+    pub archived_at_ms: Option<u64>,
 }
 
 impl Default for ThreadSpec {
@@ -100,6 +105,7 @@ impl Default for ThreadSpec {
             joined: false,
             locked: false,
             auto_archive_minutes: 1440,
+            archived_at_ms: None,
         }
     }
 }
@@ -955,10 +961,11 @@ impl Model {
                 };
                 let minutes = c.thread.auto_archive_minutes;
                 ch.thread = Some(ThreadModel {
-                    archived_ms: c
-                        .thread
-                        .archived
-                        .then_some(last_ms + u64::from(minutes) * 60_000),
+                    archived_ms: c.thread.archived.then(|| {
+                        c.thread
+                            .archived_at_ms
+                            .unwrap_or(last_ms + u64::from(minutes) * 60_000)
+                    }),
                     joined: c.thread.joined,
                     locked: c.thread.locked,
                     auto_archive_minutes: minutes,
@@ -983,6 +990,7 @@ impl Model {
         // Archive times are distinct, so `before` paging by time never skips one.
         let mut archived: Vec<(u64, usize)> = channels
             .iter()
+            .filter(|c| spec.channels[c.index].thread.archived_at_ms.is_none())
             .filter_map(|c| Some((c.thread.as_ref()?.archived_ms?, c.index)))
             .collect();
         archived.sort_unstable();
