@@ -140,14 +140,15 @@ struct MessageView<'a> {
     id: u64,
     #[serde(borrow)]
     author: AuthorView<'a>,
-    #[serde(borrow, default)]
+    // Fields Discord always fills may come missing or null from another server: read as
+    // empty rather than failing the whole page (the raw JSON keeps what was sent).
+    #[serde(borrow, default, deserialize_with = "nullable_str")]
     content: Cow<'a, str>,
-    // Discord always sends it; a server that does not still gets its messages archived.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "nullable_str")]
     timestamp: Cow<'a, str>,
     #[serde(borrow, default)]
     edited_timestamp: Option<Cow<'a, str>>,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "nullable")]
     kind: u8,
     #[serde(default)]
     message_reference: Option<ReferenceView>,
@@ -195,10 +196,48 @@ impl<'de> Deserialize<'de> for NonEmpty {
 struct AuthorView<'a> {
     #[serde(deserialize_with = "snowflake")]
     id: u64,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "nullable_str")]
     username: Cow<'a, str>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     bot: bool,
+}
+
+/// A value that may be null: read as its default.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Text that may be null (read as empty), borrowed from the page when it has no escapes.
+fn nullable_str<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, str>, D::Error> {
+    struct Visit;
+    impl<'de> Visitor<'de> for Visit {
+        type Value = Cow<'de, str>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+
+        fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(s))
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(s.to_owned()))
+        }
+
+        fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(s))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(""))
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(""))
+        }
+    }
+    d.deserialize_any(Visit)
 }
 
 #[derive(Deserialize)]
@@ -538,6 +577,23 @@ mod tests {
             (5, "", "")
         );
         assert_eq!(m.raw.as_str(), r#"{"id":"5","author":{"id":"1"}}"#);
+    }
+
+    #[test]
+    fn null_in_fields_discord_always_fills_reads_as_empty() {
+        let raw = r#"{"id":"5","type":null,"content":null,"timestamp":null,"author":{"id":"1","username":null,"bot":null}}"#;
+        let page = parse_messages(format!("[{raw}]").into_bytes()).unwrap();
+        let m = &page.messages[0];
+        assert_eq!(
+            (
+                m.content.as_str(),
+                m.author_name.as_str(),
+                m.created_at.as_str()
+            ),
+            ("", "", "")
+        );
+        assert_eq!((m.kind, m.author_is_bot), (0, false));
+        assert_eq!(m.raw.as_str(), raw);
     }
 
     #[test]
