@@ -473,3 +473,29 @@ fn the_totals_count_every_429_discoverys_too() {
     assert!(discovery_429 > 0, "the seed puts some 429s on discovery");
     assert_eq!(report.totals.rate_limit_errors, served_429);
 }
+
+/// A server whose messages route ignores `after` answers the same full page forever: the
+/// channel fails (exit 1) instead of paging in place until someone kills the run.
+#[test]
+fn a_server_ignoring_after_fails_the_channel_instead_of_looping() {
+    let h = Harness::new(SimConfig {
+        guild: one_channel("stuck", 450),
+        ..SimConfig::default()
+    });
+    let stuck = h.channel_id("stuck");
+    h.sim.state().set_faults(FaultSpec {
+        ignore_cursor: vec![stuck],
+        ..FaultSpec::default()
+    });
+    let mut settings = h.settings();
+    settings.fetch.max_restarts = 1;
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 1, "{report:#?}");
+    assert!(
+        matches!(&report.channels[&stuck].status, ChannelStatus::Failed(why) if why.contains("after")),
+        "{:?}",
+        report.channels[&stuck].status
+    );
+    let pages = message_requests(&h.requests()).len();
+    assert!(pages < 20, "{pages} requests");
+}

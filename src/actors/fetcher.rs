@@ -686,6 +686,14 @@ async fn fetch_span(
                 );
             }
         }
+        if full_page && page_max.is_some_and(|max| max <= cursor) {
+            // A full page and nothing after the cursor: the server ignores `after`, and asking
+            // again would bring the same page forever.
+            flush(env, job, span, &mut batch, Flush::Partial, counters, stats).await?;
+            return Err(Failure::Api(ApiError::Fatal(format!(
+                "a full page of messages, none after {cursor}: the server ignores `after`, so paging cannot go on"
+            ))));
+        }
         let at_end = !full_page || page_max.is_none();
         if at_end || cut_by_range || cut_by_bounds || counters.left.get() == Some(0) {
             let how = if cut_by_bounds || (counters.left.get() == Some(0) && !at_end) {

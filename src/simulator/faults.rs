@@ -43,6 +43,9 @@ pub struct FaultSpec {
     /// Paths (under `/api/v10`, exactly) answered as an unknown route: 404 `{"message": "404:
     /// Not Found", "code": 0}`, as a Discord stand-in or proxy that does not serve them would.
     pub unserved_paths: Vec<String>,
+    /// Channels whose messages route ignores its cursor and always answers the newest page, as
+    /// a broken stand-in might: a client must notice that paging makes no progress.
+    pub ignore_cursor: Vec<u64>,
 }
 
 impl Default for FaultSpec {
@@ -62,6 +65,7 @@ impl Default for FaultSpec {
             fail_thread_listings: Vec::new(),
             refuse_paths: Vec::new(),
             unserved_paths: Vec::new(),
+            ignore_cursor: Vec::new(),
         }
     }
 }
@@ -73,6 +77,7 @@ impl FaultSpec {
             && self.fail_thread_listings.is_empty()
             && self.refuse_paths.is_empty()
             && self.unserved_paths.is_empty()
+            && self.ignore_cursor.is_empty()
             && self.table().iter().all(|&(p, _)| p <= 0.0)
     }
 
@@ -191,6 +196,11 @@ impl Faults {
 
     pub(crate) fn slow_delay(&self) -> Duration {
         self.spec.lock().unwrap().slow_delay
+    }
+
+    /// Whether `channel`'s messages route ignores its cursor ([`FaultSpec::ignore_cursor`]).
+    pub(crate) fn ignores_cursor(&self, channel: u64) -> bool {
+        self.spec.lock().unwrap().ignore_cursor.contains(&channel)
     }
 
     /// Whether `path` is one of [`FaultSpec::unserved_paths`].

@@ -442,6 +442,11 @@ fn route_answer(state: &SimState, route: Route<'_>, query: &str) -> Answer {
                         }
                         Reach::Readable => {
                             let deleted = state.channels[i].deleted.read().unwrap();
+                            let cursor = if state.faults.ignores_cursor(id) {
+                                Cursor::Latest
+                            } else {
+                                cursor
+                            };
                             let page = ch.page(cursor, limit, &deleted);
                             let mut out = String::with_capacity(page.len() * 1100 + 2);
                             model.write_page(&mut out, ch, &page, &deleted);
