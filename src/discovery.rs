@@ -105,6 +105,26 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// [`Ctx::get`] for a lookup discovery can do without (see [`optional`]): an answer that is
+    /// not JSON is not retried, since it is as likely a route the server does not serve (whose
+    /// status twilight does not report) as a passing 502.
+    async fn get_optional<T, F, Fut>(&mut self, route: Route, mut call: F) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<crate::discord::client::Fetched<T>, ApiError>>,
+    {
+        self.get(route, || {
+            let answer = call();
+            async move {
+                answer.await.map_err(|e| match e {
+                    ApiError::Transient(why) if e.is_unreadable_answer() => ApiError::Fatal(why),
+                    e => e,
+                })
+            }
+        })
+        .await
+    }
+
     async fn get<T, F, Fut>(&mut self, route: Route, call: F) -> Result<T, Failure>
     where
         F: FnMut() -> Fut,
@@ -327,7 +347,7 @@ async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), Disc
     }
     let client = ctx.requester.client.clone();
     match ctx
-        .get(Route::Channel(channel_id), || client.channel(channel_id))
+        .get_optional(Route::Channel(channel_id), || client.channel(channel_id))
         .await
     {
         Ok(info) => {
@@ -442,14 +462,14 @@ async fn discover_guild(
     // these lookups are optional (a stand-in or proxy may not serve them); only a rejected
     // token or a stop ends discovery. The channel listing below decides whether the guild
     // exists for us.
-    let info = match ctx.get(Route::Guild(g), || client.guild(g)).await {
+    let info = match ctx.get_optional(Route::Guild(g), || client.guild(g)).await {
         Ok(info) => Some(info),
         Err(f) => optional(f, "the guild")?,
     };
     let member_roles = match bot_user_id {
         None => None,
         Some(user) => match ctx
-            .get(Route::GuildMember(g, user), || client.guild_member(g, user))
+            .get_optional(Route::GuildMember(g, user), || client.guild_member(g, user))
             .await
         {
             Ok(m) => Some(m.roles.iter().map(|r| r.0).collect()),
@@ -464,7 +484,7 @@ async fn discover_guild(
         Some(roles) if complete(roles) => Some(roles.clone()),
         _ if member_roles.is_none() => None,
         _ => match ctx
-            .get(Route::GuildRoles(g), || client.guild_roles(g))
+            .get_optional(Route::GuildRoles(g), || client.guild_roles(g))
             .await
         {
             Ok(roles) => Some(roles).filter(|r| complete(r)),

@@ -540,6 +540,30 @@ fn a_server_without_the_optional_lookups_still_archives_the_guild() {
     assert_same_rows(&h.archived(), &h.expected_readable());
 }
 
+/// The same with the unserved routes answering in plain text, whose status twilight does not
+/// report: each is asked once, not retried as if it were a passing 502.
+#[test]
+fn unserved_lookups_answered_in_plain_text_are_asked_once() {
+    let h = full();
+    let guild = h.sim.state().guild_id();
+    h.sim.state().set_faults(FaultSpec {
+        unserved_paths: vec!["/users/@me".into(), format!("/guilds/{guild}")],
+        unserved_plain: true,
+        ..FaultSpec::default()
+    });
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    let requests = h.requests();
+    for path in [
+        "/api/v10/users/@me?".to_owned(),
+        format!("/api/v10/guilds/{guild}?"),
+    ] {
+        let asked = requests.iter().filter(|r| r.starts_with(&path)).count();
+        assert_eq!(asked, 1, "{path} asked {asked} times");
+    }
+    assert_same_rows(&h.archived(), &h.expected_readable());
+}
+
 /// Discord lists a guild's roles in the guild object and at `/guilds/{id}/roles`: without the
 /// first, the second keeps the permission math, so a hidden channel is not even asked.
 #[test]

@@ -48,6 +48,12 @@ impl ApiError {
         matches!(self, ApiError::Transient(why) if why.starts_with(CONNECTION_ERROR) || why == TIMED_OUT)
     }
 
+    /// An answer whose error body is not JSON (an HTML or plain-text page): twilight does not
+    /// say its status, so it may be a 502 as well as a route the server does not serve.
+    pub fn is_unreadable_answer(&self) -> bool {
+        matches!(self, ApiError::Transient(why) if why.starts_with(NOT_JSON))
+    }
+
     pub fn from_http(error: &HttpError) -> Self {
         match error.kind() {
             ErrorType::Unauthorized => ApiError::Unauthorized,
@@ -123,15 +129,13 @@ impl ApiError {
         if cloudflare_ban {
             ApiError::Cloudflare
         } else {
-            ApiError::Transient(format!(
-                "error response that is not JSON: {}",
-                snippet(body)
-            ))
+            ApiError::Transient(format!("{NOT_JSON}{}", snippet(body)))
         }
     }
 }
 
 const TIMED_OUT: &str = "request timed out";
+const NOT_JSON: &str = "error response that is not JSON: ";
 const CONNECTION_ERROR: &str = "connection error: ";
 
 /// Discord sends float seconds; a negative, NaN or absurd value must not stall or spin us.

@@ -170,6 +170,7 @@ impl SimulateArgs {
                 fail_thread_listings: Vec::new(),
                 refuse_paths: Vec::new(),
                 unserved_paths: Vec::new(),
+                unserved_plain: false,
                 ignore_cursor: Vec::new(),
             },
             workers: self.workers.max(1),

@@ -43,6 +43,9 @@ pub struct FaultSpec {
     /// Paths (under `/api/v10`, exactly) answered as an unknown route: 404 `{"message": "404:
     /// Not Found", "code": 0}`, as a Discord stand-in or proxy that does not serve them would.
     pub unserved_paths: Vec<String>,
+    /// Unserved paths answer `404 page not found` as plain text (as many web frameworks'
+    /// default handlers do) instead of Discord's JSON.
+    pub unserved_plain: bool,
     /// Channels whose messages route ignores its cursor and always answers the newest page, as
     /// a broken stand-in might: a client must notice that paging makes no progress.
     pub ignore_cursor: Vec<u64>,
@@ -65,6 +68,7 @@ impl Default for FaultSpec {
             fail_thread_listings: Vec::new(),
             refuse_paths: Vec::new(),
             unserved_paths: Vec::new(),
+            unserved_plain: false,
             ignore_cursor: Vec::new(),
         }
     }
@@ -203,11 +207,12 @@ impl Faults {
         self.spec.lock().unwrap().ignore_cursor.contains(&channel)
     }
 
-    /// Whether `path` is one of [`FaultSpec::unserved_paths`].
-    pub(crate) fn unserved(&self, path: &str) -> bool {
+    /// Whether `path` is one of [`FaultSpec::unserved_paths`], and if so whether it is
+    /// answered in plain text.
+    pub(crate) fn unserved(&self, path: &str) -> Option<bool> {
         let route_path = path.strip_prefix("/api/v10").unwrap_or(path);
         let spec = self.spec.lock().unwrap();
-        spec.unserved_paths.iter().any(|p| p == route_path)
+        (spec.unserved_paths.iter().any(|p| p == route_path)).then_some(spec.unserved_plain)
     }
 
     /// Decides the fault for one API request. `messages_channel` is the channel id when the

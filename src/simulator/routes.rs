@@ -202,8 +202,15 @@ pub(crate) async fn api(req: HttpRequest, state: web::Data<SimState>) -> HttpRes
 async fn answer(req: &HttpRequest, state: &SimState, route: Route<'_>) -> Answer {
     // A path this stand-in does not serve is answered before any authentication, as by a
     // server with no handler for it.
-    if state.faults.unserved(req.path()) {
-        let mut answer = Answer::plain(error(404, "404: Not Found", 0));
+    if let Some(plain) = state.faults.unserved(req.path()) {
+        let response = if plain {
+            HttpResponse::build(StatusCode::NOT_FOUND)
+                .content_type("text/plain; charset=utf-8")
+                .body("404 page not found\n")
+        } else {
+            error(404, "404: Not Found", 0)
+        };
+        let mut answer = Answer::plain(response);
         answer.outcome.fault = Some(FaultKind::Unserved);
         return answer;
     }
