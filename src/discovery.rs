@@ -102,6 +102,8 @@ struct Ctx<'a> {
     /// `GET /channels/{id}` failed once other than for the channel itself: named channels are
     /// then fetched without it.
     channel_route_unserved: bool,
+    /// Channels whose history permission math showed readable (see [`ChannelJob`]).
+    history_readable: HashSet<u64>,
 }
 
 impl Ctx<'_> {
@@ -205,6 +207,7 @@ impl Ctx<'_> {
             name: info.name.clone(),
             kind: info.kind,
             newest: info.newest(),
+            history_readable: self.history_readable.contains(&info.id),
         });
     }
 
@@ -273,6 +276,7 @@ pub async fn discover(
         seen: HashSet::new(),
         now_ms: crate::time::now_ms(),
         channel_route_unserved: false,
+        history_readable: HashSet::new(),
     };
     for guild in &settings.guilds {
         discover_guild(&mut ctx, guild, bot_user_id).await?;
@@ -535,7 +539,12 @@ async fn discover_guild(
         }
         match unreadable(c, c.kind, &perms) {
             Some(why) => ctx.skip(c, why.to_owned(), true),
-            None => ctx.consider(c, Some(g), true),
+            None => {
+                if perms.contains_key(&c.id) {
+                    ctx.history_readable.insert(c.id);
+                }
+                ctx.consider(c, Some(g), true);
+            }
         }
     }
     if !ctx.settings.fetch.include_threads {
@@ -617,7 +626,12 @@ async fn discover_guild(
         let parent_perms = perms.get(&parent).copied();
         match parent_perms.and_then(|p| permissions::unreadable_reason(0, p)) {
             Some(why) => ctx.skip(t, format!("{why} (in the parent channel)"), true),
-            None => ctx.consider(t, Some(g), true),
+            None => {
+                if parent_perms.is_some() {
+                    ctx.history_readable.insert(t.id);
+                }
+                ctx.consider(t, Some(g), true);
+            }
         }
     }
     Ok(())

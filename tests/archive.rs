@@ -499,3 +499,31 @@ fn a_server_ignoring_after_fails_the_channel_instead_of_looping() {
     let pages = message_requests(&h.requests()).len();
     assert!(pages < 20, "{pages} requests");
 }
+
+/// A channel whose messages were all deleted still lists the last one's ID. With the bot's
+/// right to read its history shown by the permission math, the empty answer means nothing is
+/// left to read, not a missing permission: the channel is finished, not reported (and set
+/// aside for a day) as unreadable.
+#[test]
+fn a_channel_whose_messages_were_all_deleted_is_finished_not_skipped() {
+    let h = Harness::new(SimConfig {
+        guild: one_channel("emptied", 3),
+        ..SimConfig::default()
+    });
+    let emptied = h.channel_id("emptied");
+    for (id, _) in h.sim.state().truth(emptied) {
+        h.sim.state().delete_message(emptied, id);
+    }
+    for run in 0..2 {
+        let report = h.run(h.settings(), RunOptions::default());
+        assert_eq!(report.exit_code, 0, "{report:#?}");
+        assert!(
+            matches!(report.channels[&emptied].status, ChannelStatus::Finished),
+            "run {run}: {:?}",
+            report.channels[&emptied].status
+        );
+    }
+    let asked = message_requests(&h.requests()).len();
+    assert_eq!(asked, 2, "asked on each run");
+    assert!(h.archived().is_empty());
+}

@@ -44,6 +44,9 @@ pub struct ChannelJob {
     pub kind: u8,
     /// The newest message ID the listing reported (for progress; may name a deleted message).
     pub newest: Option<u64>,
+    /// Permission math showed the bot may read the channel's history: an empty answer then
+    /// means there is nothing (left) to read, not a missing permission.
+    pub history_readable: bool,
 }
 
 /// Everything a request needs: the client, the shared limiter, the retry policy, and the
@@ -409,7 +412,7 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
         };
         match fetch_span(env, job, first, &counters, true, stats).await? {
             SpanEnd::Probed { cursor, page_ms } => split(job, cursor, page_ms, spare_spans(env)),
-            SpanEnd::NothingVisible { newest, .. } if saved == 0 => {
+            SpanEnd::NothingVisible { newest, .. } if saved == 0 && !job.history_readable => {
                 // Nothing of this channel was ever seen: most likely unreadable, so it is
                 // reported and skipped like a 403, not recorded as archived.
                 let reason = format!(
