@@ -183,6 +183,9 @@ pub fn merge_checkpoint(
         complete: false,
         updated_at: String::new(),
     });
+    let advances = update
+        .last_message_id
+        .is_some_and(|last| last > row.last_message_id);
     if let Some(last) = update.last_message_id {
         row.last_message_id = row.last_message_id.max(last);
     }
@@ -193,7 +196,10 @@ pub fn merge_checkpoint(
         }
     }
     row.total_messages += inserted;
-    if let Some(complete) = update.complete {
+    // Pages fetched again behind the cursor (an explicit range over archived history) say
+    // nothing new about where the channel ends: only reaching the end, or moving past the
+    // cursor without reaching it, changes `complete`.
+    if let Some(complete) = update.complete.filter(|c| *c || advances) {
         row.complete = complete;
     }
     row.last_fetch_timestamp = update.now.clone();
@@ -444,6 +450,14 @@ mod tests {
             (k.last_message_id, k.complete, k.total_messages),
             (30, true, 7)
         );
+        // A bounded re-fetch of archived history (`--limit` from the start) stops short of the
+        // end, but behind the cursor: the channel stays complete.
+        save(c, &rows, &cp(Some(14), Some(10), Some(false)));
+        assert!(load_checkpoint(c, 7).unwrap().unwrap().complete);
+        // Moving past the cursor without reaching the end does make it incomplete.
+        save(c, &[], &cp(Some(40), None, Some(false)));
+        let k = load_checkpoint(c, 7).unwrap().unwrap();
+        assert_eq!((k.last_message_id, k.complete), (40, false));
     }
 
     fn slice(after: i64, until: i64, cursor: i64, done: bool) -> SliceRow {
