@@ -190,6 +190,15 @@ fn export(settings: &config::ExportSettings) -> i32 {
     }
     let result = (|| -> anyhow::Result<u64> {
         let mut conn = storage::open_ro(&settings.database)?;
+        // A channel the archive has never seen exports nothing; say so rather than leave a
+        // typo in an ID looking like an empty channel.
+        let asked: Vec<i64> = settings.channels.iter().map(|&c| c as i64).collect();
+        let known = storage::queries::known_channel_ids(&mut conn, &asked)?;
+        for id in asked.iter().filter(|id| !known.contains(id)) {
+            eprintln!(
+                "warning: channel {id} is not in this archive (check the ID, or archive it first)"
+            );
+        }
         let filter = ExportFilter {
             channels: settings.channels.clone(),
             after: settings.bounds.after,

@@ -442,9 +442,14 @@ pub fn status_table(rows: &[StoredChannel], last_run: Option<&RunRow>) -> String
         .map(|(k, n)| format!("{n} {k}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let states = if states.is_empty() {
+        String::new()
+    } else {
+        format!(" ({states})")
+    };
     let _ = writeln!(
         out,
-        "\n{} channels ({states}), {} messages",
+        "\n{} channels{states}, {} messages",
         rows.len(),
         thousands(total)
     );

@@ -444,3 +444,26 @@ fn progress_bars_render_under_a_pseudo_terminal() {
     assert!(!all.contains('━') && !all.contains("\u{1b}["), "{all}");
     assert!(all.contains("messages received"), "{all}");
 }
+
+/// An archive that holds nothing yet, and an export of a channel it has never seen: both say
+/// so plainly.
+#[test]
+fn an_empty_archive_and_an_unknown_channel_are_said_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    drop(discord_archiver::storage::open_rw(&db).unwrap());
+    let db = db.to_str().unwrap();
+    let out = run_bin(&["status", "--db", db], &[]);
+    assert_exit(&out, 0, "status");
+    let said = text(&out);
+    assert!(said.contains("0 channels, 0 messages"), "{said}");
+    assert!(!said.contains("()"), "{said}");
+
+    let out = run_bin(&["export", "--db", db, "--channel", "999"], &[]);
+    assert_exit(&out, 0, "export");
+    let said = text(&out);
+    assert!(
+        said.contains("channel 999 is not in this archive"),
+        "{said}"
+    );
+}

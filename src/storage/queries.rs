@@ -236,6 +236,21 @@ pub fn upsert_channel(conn: &mut SqliteConnection, row: &ChannelRow) -> QueryRes
     Ok(())
 }
 
+/// Which of `ids` the archive knows at all (a channel row or a checkpoint).
+pub fn known_channel_ids(conn: &mut SqliteConnection, ids: &[i64]) -> QueryResult<Vec<i64>> {
+    let mut known: Vec<i64> = channels::table
+        .filter(channels::id.eq_any(ids))
+        .select(channels::id)
+        .load(conn)?;
+    known.extend(
+        checkpoints::table
+            .filter(checkpoints::channel_id.eq_any(ids))
+            .select(checkpoints::channel_id)
+            .load::<i64>(conn)?,
+    );
+    Ok(known)
+}
+
 pub fn load_channels(conn: &mut SqliteConnection) -> QueryResult<Vec<KnownChannel>> {
     channels::table
         .order(channels::id)
