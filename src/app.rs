@@ -6,7 +6,7 @@ use crate::actors::messages::{AbortReason, Close, FinishRun, ProgressEvent, Shut
 use crate::actors::rate_limiter::{GetStats, RateLimiter};
 use crate::actors::supervisor::{StopReason, Supervisor, SupervisorResult};
 use crate::actors::writer::Writer;
-use crate::config::{ApiBase, Settings, Token};
+use crate::config::{Settings, Token};
 use crate::discord::{ApiError, DiscordClient, Route};
 use crate::discovery::{self, DiscoveryError};
 use crate::stats::{ChannelReport, ChannelStatus, RunReport, Stats};
@@ -108,13 +108,7 @@ pub async fn archive(
     };
 
     let mut discovery = Stats::default();
-    let bot_user_id = match check_token(
-        &requester,
-        settings.api_base.as_ref(),
-        token_user_id,
-        &mut discovery,
-    )
-    .await
+    let bot_user_id = match check_token(&requester, &settings, token_user_id, &mut discovery).await
     {
         Ok(id) => id,
         Err(e) => {
@@ -315,11 +309,11 @@ async fn wait_for_signal() {
 /// A server that answers `GET /users/@me` with anything but the user, a 401 or a 429 (a proxy
 /// or a stand-in that does not serve it) must not end the run, nor cost a round of retries:
 /// the bot's ID then comes from the token itself (`token_user_id`), or permissions go
-/// unchecked (every channel is asked), and the token is proven by discovery's first request
-/// instead, which still comes before anything is recorded.
+/// unchecked (every channel is asked), and the token is proven by another request the run
+/// needs (see [`prove_token`]), still before anything is recorded.
 async fn check_token(
     requester: &Requester,
-    api_base: Option<&ApiBase>,
+    settings: &Settings,
     token_user_id: Option<u64>,
     stats: &mut Stats,
 ) -> Result<Option<u64>, RunError> {
@@ -339,7 +333,10 @@ async fn check_token(
         Err(Failure::Interrupted) => Err(RunError::Interrupted),
         Err(Failure::Exhausted(e)) if e.is_unanswered() => Err(RunError::Discovery(format!(
             "no answer from {} ({e}): check --api-base (or `api_base` in the config) and the network",
-            api_base.map_or("Discord (https://discord.com)".to_owned(), |b| b.to_string())
+            settings
+                .api_base
+                .as_ref()
+                .map_or("Discord (https://discord.com)".to_owned(), |b| b.to_string())
         ))),
         Err(Failure::Api(
             e @ (ApiError::NotFound { .. } | ApiError::NoAccess { .. } | ApiError::Fatal(_)),
@@ -350,9 +347,41 @@ async fn check_token(
                 "the bot's permissions cannot be computed, so every channel is asked"
             };
             tracing::warn!("GET /users/@me failed ({e}); {then}");
+            prove_token(requester, settings, stats).await?;
             Ok(token_user_id)
         }
         Err(f) => Err(RunError::Discovery(failure_text(&f))),
+    }
+}
+
+/// Without `/users/@me`, one request the run needs anyway proves the token before anything is
+/// recorded: a guild's channel listing, or a named channel's first message. Its other
+/// failures are left to discovery and the fetchers, which meet them again.
+async fn prove_token(
+    requester: &Requester,
+    settings: &Settings,
+    stats: &mut Stats,
+) -> Result<(), RunError> {
+    let client = &requester.client;
+    let answer = if let Some(g) = settings.guilds.first().map(|g| g.id) {
+        requester
+            .request(Route::GuildChannels(g), stats, || client.guild_channels(g))
+            .await
+            .map(drop)
+    } else if let Some(&c) = settings.channels.first() {
+        requester
+            .request(Route::ChannelMessages(c), stats, || {
+                client.messages_after(c, 0, 1)
+            })
+            .await
+            .map(drop)
+    } else {
+        Ok(())
+    };
+    match answer {
+        Err(Failure::Api(ApiError::Unauthorized)) => Err(RunError::Unauthorized),
+        Err(Failure::Interrupted) => Err(RunError::Interrupted),
+        _ => Ok(()),
     }
 }
 

@@ -327,7 +327,8 @@ impl Token {
     /// The bot's user ID as a Discord bot token carries it: the token's first part is the ID
     /// in base64. `None` for a token of another shape (a test's, a proxy's).
     pub fn user_id(&self) -> Option<u64> {
-        let first = self.0.split('.').next()?;
+        let token = self.0.strip_prefix("Bot ").unwrap_or(&self.0);
+        let first = token.split('.').next()?;
         let digits = String::from_utf8(base64_decode(first)?).ok()?;
         digits
             .bytes()
@@ -1269,6 +1270,10 @@ mod tests {
         assert_eq!(
             id("MTIzNDU2Nzg5MDEyMzQ1Njc4OQ==.x.y"),
             Some(1234567890123456789)
+        );
+        assert_eq!(
+            id("Bot MTIzNDU2Nzg5MDEyMzQ1Njc4.x.y"),
+            Some(123456789012345678)
         );
         assert_eq!(id("t"), None);
         assert_eq!(id(""), None);

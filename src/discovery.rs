@@ -72,11 +72,12 @@ fn failure(f: Failure) -> DiscoveryError {
 }
 
 /// A lookup discovery can do without: answered `None` (with a note in the log) unless the
-/// failure must end discovery (a rejected token, a stop, the invalid-request budget).
+/// failure must end discovery (a rejected token, a Cloudflare ban, a stop, the invalid-request
+/// budget).
 fn optional<T>(f: Failure, what: &str) -> Result<Option<T>, DiscoveryError> {
     match f {
-        Failure::Api(ApiError::Unauthorized)
-        | Failure::Exhausted(ApiError::Unauthorized)
+        Failure::Api(ApiError::Unauthorized | ApiError::Cloudflare)
+        | Failure::Exhausted(ApiError::Unauthorized | ApiError::Cloudflare)
         | Failure::Interrupted
         | Failure::InvalidRequestBudget
         | Failure::Storage(..) => Err(failure(f)),
@@ -99,7 +100,7 @@ struct Ctx<'a> {
     skips: Vec<(u64, Option<String>)>,
     seen: HashSet<u64>,
     now_ms: u64,
-    /// `GET /channels/{id}` failed once other than for the channel itself: named channels are
+    /// `GET /channels/{id}` is not served (a 404 of code 0, or not JSON): named channels are
     /// then fetched without it.
     channel_route_unserved: bool,
     /// Channels whose history permission math showed readable (see [`ChannelJob`]).
@@ -344,8 +345,9 @@ async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), Disc
         permission_overwrites: Vec::new(),
         thread_metadata: None,
     };
+    // Without the lookup no channel row is recorded: a guessed one (text, no guild) would be
+    // taken as known by later runs, which would never look the channel up again.
     if ctx.channel_route_unserved {
-        ctx.rows.push(row(&unknown, None));
         ctx.consider(&unknown, None, false);
         return Ok(());
     }
@@ -367,12 +369,24 @@ async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), Disc
         // The lookup only refines the channel (its kind, guild, name): when it cannot be had,
         // the messages route itself says whether the channel exists and is readable.
         Err(f) => {
-            optional::<()>(f, "the channel")?;
-            tracing::warn!(
-                "GET /channels/{channel_id} is not answered: fetching the named channels as text channels"
+            // Not served (Discord's code 0, or an answer that is not JSON): the same for every
+            // other channel, which is then not asked. A failure that may pass (5xx, 429s,
+            // timeouts) costs this channel's lookup only.
+            let unserved = matches!(
+                f,
+                Failure::Api(ApiError::NotFound { code: 0 } | ApiError::Fatal(_))
             );
-            ctx.channel_route_unserved = true;
-            ctx.rows.push(row(&unknown, None));
+            optional::<()>(f, "the channel")?;
+            if unserved {
+                tracing::warn!(
+                    "GET /channels/{channel_id} is not served: fetching the named channels as text channels"
+                );
+                ctx.channel_route_unserved = true;
+            } else {
+                tracing::warn!(
+                    "GET /channels/{channel_id} failed: fetching channel {channel_id} as a text channel"
+                );
+            }
             ctx.consider(&unknown, None, false);
         }
     }
@@ -643,6 +657,8 @@ async fn discover_guild(
 struct Before {
     ts: Option<String>,
     id: Option<u64>,
+    /// The archive time `ts` was made from (the previous page's last thread's).
+    last_ts: Option<String>,
 }
 
 /// A parent channel's archived threads: public ones, and private ones (all of them with
@@ -744,26 +760,41 @@ where
         // `before` is exclusive and threads may share an archive time: asking from just after
         // the last one's time lists its ties again (de-duplicated below) instead of passing
         // over those the page had no room for.
+        let last_ts = last
+            .thread_metadata
+            .as_ref()
+            .and_then(|m| m.archive_timestamp.clone());
         let next = Before {
-            ts: last
-                .thread_metadata
-                .as_ref()
-                .and_then(|m| m.archive_timestamp.as_deref())
+            ts: last_ts
+                .as_deref()
                 .map(|ts| crate::time::just_after(ts).unwrap_or_else(|| ts.to_owned())),
             id: Some(last.id),
+            last_ts,
         };
         let more = list.has_more;
         let before_page = out.len();
         out.extend(list.threads.into_iter().filter(|t| seen.insert(t.id)));
-        if out.len() == before_page {
-            // Nothing new (a page of nothing but ties seen already): no cursor gets further.
-            return Ok(Some(out));
-        }
         // A listing that says "more" but gives no way to ask for it ends here.
         let by_time = matches!(
             route,
             Route::PublicArchivedThreads(_) | Route::PrivateArchivedThreads(_)
         );
+        if out.len() == before_page {
+            // A page of nothing but threads seen already: more threads share one archive time
+            // than a page holds, and those past the page cannot be listed. Step past that
+            // time (exclusive) to the older ones rather than stop.
+            let past = before.last_ts.clone().filter(|_| by_time && more);
+            match past {
+                Some(ts) if before.ts.as_ref() != Some(&ts) => {
+                    tracing::warn!(
+                        "more than a page of threads archived at {ts}: some of them may not be listed"
+                    );
+                    before.ts = Some(ts);
+                    continue;
+                }
+                _ => return Ok(Some(out)),
+            }
+        }
         if !more || (by_time && next.ts.is_none()) {
             return Ok(Some(out));
         }

@@ -131,6 +131,36 @@ fn a_rejected_token_stops_before_any_damage_without_the_token_check_route() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "no new archive left behind: {left:?}");
+
+    // An existing archive, and channels it already knows (so discovery asks nothing): the
+    // token is still proven before anything is recorded, and the archive is left as it was.
+    let channel = h.channel_id("ninety-nine").to_string();
+    let db = h.db.to_str().unwrap();
+    let url = h.sim.url();
+    let named = [
+        "archive",
+        "--db",
+        db,
+        "--api-base",
+        &url,
+        "--channel",
+        &channel,
+    ];
+    assert_exit(&h.bin(&named), 0, "first run");
+    let before = std::fs::read(&h.db).unwrap();
+    let asked = h.requests().len();
+    let out = h.bin_env(&named, &[("DISCORD_TOKEN", "not-the-token")]);
+    assert_exit(&out, 2, "bad token, known channel");
+    assert_eq!(
+        std::fs::read(&h.db).unwrap(),
+        before,
+        "the archive is unchanged"
+    );
+    assert_eq!(
+        h.requests().len(),
+        asked + 2,
+        "the token check and one proof"
+    );
 }
 
 /// An unknown guild is a usage error found before fetching: exit 2, and no new archive.

@@ -675,3 +675,39 @@ fn archived_threads_sharing_an_archive_time_are_all_found() {
     assert!(threads.len() > 120, "most threads have a stored message");
     assert_same_rows(&h.archived(), &expected);
 }
+
+/// More threads share one archive time than a page holds: those past the page cannot be listed
+/// at all (`before` goes by time), but the older threads still are.
+#[test]
+fn threads_archived_before_a_page_of_ties_are_still_found() {
+    use discord_archiver::simulator::{kind, ChannelSpec};
+    let mut channels = vec![ChannelSpec::text("general", 3)];
+    let (older, tied) = (1_700_000_000_000, 1_700_000_100_000);
+    for (at, count) in [(older, 20), (tied, 130)] {
+        for i in 0..count {
+            let mut thread =
+                ChannelSpec::thread(&format!("t{at}-{i}"), kind::PUBLIC_THREAD, 0, 4).archived();
+            thread.thread.archived_at_ms = Some(at);
+            channels.push(thread);
+        }
+    }
+    let h = Harness::new(SimConfig {
+        guild: GuildSpec {
+            channels,
+            ..GuildSpec::test_small()
+        },
+        ..SimConfig::default()
+    });
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    let older_threads: Vec<u64> = (0..20)
+        .map(|i| h.channel_id(&format!("t{older}-{i}")))
+        .collect();
+    let expected = h.expected_in(&older_threads, &BTreeSet::new());
+    assert!(!expected.is_empty());
+    let archived = h.archived();
+    assert!(
+        expected.keys().all(|id| archived.contains_key(id)),
+        "every older thread is archived"
+    );
+}

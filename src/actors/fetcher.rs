@@ -694,7 +694,7 @@ async fn fetch_span(
             // again would bring the same page forever.
             flush(env, job, span, &mut batch, Flush::Partial, counters, stats).await?;
             return Err(Failure::Api(ApiError::Fatal(format!(
-                "a full page of messages, none after {cursor}: the server ignores `after`, so paging cannot go on"
+                "a full page of messages, none after {cursor}: the server ignores `after`, so paging cannot go on, and this channel's checkpoint may claim messages never fetched (once the server is fixed, fetch them with --after 1)"
             ))));
         }
         let at_end = !full_page || page_max.is_none();

@@ -215,9 +215,10 @@ impl DiscordClient {
         })
         .await
         .unwrap_or_else(|_| {
-            Err(ApiError::Transient(
-                "request timed out while reading the response".into(),
-            ))
+            Err(ApiError::Transient(format!(
+                "{} while reading the response",
+                super::error::TIMED_OUT
+            )))
         })
     }
 }

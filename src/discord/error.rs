@@ -45,7 +45,7 @@ impl ApiError {
     /// No HTTP answer at all (a connection that failed or timed out), as opposed to an answer
     /// that could not be used: the server may not be there.
     pub fn is_unanswered(&self) -> bool {
-        matches!(self, ApiError::Transient(why) if why.starts_with(CONNECTION_ERROR) || why == TIMED_OUT)
+        matches!(self, ApiError::Transient(why) if why.starts_with(CONNECTION_ERROR) || why.starts_with(TIMED_OUT))
     }
 
     /// An answer whose error body is not JSON (an HTML or plain-text page): twilight does not
@@ -134,7 +134,8 @@ impl ApiError {
     }
 }
 
-const TIMED_OUT: &str = "request timed out";
+/// Also the start of the exchange timeout's message (see `DiscordClient`).
+pub(crate) const TIMED_OUT: &str = "request timed out";
 const NOT_JSON: &str = "error response that is not JSON: ";
 const CONNECTION_ERROR: &str = "connection error: ";
 

@@ -987,7 +987,8 @@ impl Model {
             let newest = &mut channels[p].newest_thread;
             *newest = Some(newest.map_or(id, |n: u64| n.max(id)));
         }
-        // Archive times are distinct, so `before` paging by time never skips one.
+        // Archive times are made distinct, so `before` paging by time never skips one (unless
+        // a spec sets `archived_at_ms` to make ties).
         let mut archived: Vec<(u64, usize)> = channels
             .iter()
             .filter(|c| spec.channels[c.index].thread.archived_at_ms.is_none())
