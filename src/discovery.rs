@@ -477,9 +477,9 @@ async fn discover_guild(
     };
     // Without the guild's roles or the bot's member object the bot cannot compute
     // permissions: then every channel is asked, and a 403 answers for the unreadable ones. So
-    // these lookups are optional (a stand-in or proxy may not serve them); only a rejected
-    // token or a stop ends discovery. The channel listing below decides whether the guild
-    // exists for us.
+    // these lookups are optional (a stand-in or proxy may not serve them; see `optional` for
+    // what still ends discovery). The channel listing below decides whether the guild exists
+    // for us.
     let info = match ctx.get_optional(Route::Guild(g), || client.guild(g)).await {
         Ok(info) => Some(info),
         Err(f) => optional(f, "the guild")?,
@@ -774,7 +774,6 @@ where
         let more = list.has_more;
         let before_page = out.len();
         out.extend(list.threads.into_iter().filter(|t| seen.insert(t.id)));
-        // A listing that says "more" but gives no way to ask for it ends here.
         let by_time = matches!(
             route,
             Route::PublicArchivedThreads(_) | Route::PrivateArchivedThreads(_)
@@ -795,6 +794,7 @@ where
                 _ => return Ok(Some(out)),
             }
         }
+        // A listing that says "more" but gives no way to ask for it ends here.
         if !more || (by_time && next.ts.is_none()) {
             return Ok(Some(out));
         }

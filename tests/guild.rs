@@ -645,15 +645,12 @@ fn no_threads_leaves_out_a_named_forums_posts() {
     );
 }
 
-/// Archived threads that share an archive time (a bulk archiving, a coarse clock), cut by a
-/// page of the listing: its `before` is exclusive, so asking from the last one's time would
-/// pass over the ties the page had no room for.
-#[test]
-fn archived_threads_sharing_an_archive_time_are_all_found() {
+/// A text channel and, for each `(archive time in Unix ms, count)`, that many public threads
+/// archived at exactly that time (named `t{time}-{i}`), archived in one run.
+fn run_with_tied_archive_times(groups: &[(u64, usize)]) -> Harness {
     use discord_archiver::simulator::{kind, ChannelSpec};
     let mut channels = vec![ChannelSpec::text("general", 3)];
-    let times = [1_700_000_000_000, 1_700_000_100_000, 1_700_000_200_000];
-    for (at, count) in times.into_iter().zip([60, 60, 10]) {
+    for &(at, count) in groups {
         for i in 0..count {
             let mut thread =
                 ChannelSpec::thread(&format!("t{at}-{i}"), kind::PUBLIC_THREAD, 0, 4).archived();
@@ -670,6 +667,19 @@ fn archived_threads_sharing_an_archive_time_are_all_found() {
     });
     let report = h.run(h.settings(), RunOptions::default());
     assert_eq!(report.exit_code, 0, "{report:#?}");
+    h
+}
+
+/// Archived threads that share an archive time (a bulk archiving, a coarse clock), cut by a
+/// page of the listing: its `before` is exclusive, so asking from the last one's time would
+/// pass over the ties the page had no room for.
+#[test]
+fn archived_threads_sharing_an_archive_time_are_all_found() {
+    let h = run_with_tied_archive_times(&[
+        (1_700_000_000_000, 60),
+        (1_700_000_100_000, 60),
+        (1_700_000_200_000, 10),
+    ]);
     let expected = h.expected_readable();
     let threads: BTreeSet<i64> = expected.values().map(|r| r.channel_id).collect();
     assert!(threads.len() > 120, "most threads have a stored message");
@@ -680,26 +690,8 @@ fn archived_threads_sharing_an_archive_time_are_all_found() {
 /// at all (`before` goes by time), but the older threads still are.
 #[test]
 fn threads_archived_before_a_page_of_ties_are_still_found() {
-    use discord_archiver::simulator::{kind, ChannelSpec};
-    let mut channels = vec![ChannelSpec::text("general", 3)];
-    let (older, tied) = (1_700_000_000_000, 1_700_000_100_000);
-    for (at, count) in [(older, 20), (tied, 130)] {
-        for i in 0..count {
-            let mut thread =
-                ChannelSpec::thread(&format!("t{at}-{i}"), kind::PUBLIC_THREAD, 0, 4).archived();
-            thread.thread.archived_at_ms = Some(at);
-            channels.push(thread);
-        }
-    }
-    let h = Harness::new(SimConfig {
-        guild: GuildSpec {
-            channels,
-            ..GuildSpec::test_small()
-        },
-        ..SimConfig::default()
-    });
-    let report = h.run(h.settings(), RunOptions::default());
-    assert_eq!(report.exit_code, 0, "{report:#?}");
+    let older = 1_700_000_000_000;
+    let h = run_with_tied_archive_times(&[(older, 20), (1_700_000_100_000, 130)]);
     let older_threads: Vec<u64> = (0..20)
         .map(|i| h.channel_id(&format!("t{older}-{i}")))
         .collect();
