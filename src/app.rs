@@ -240,7 +240,8 @@ fn writer_stopped() -> RunError {
 fn exit_code(stopped: &Option<StopReason>, channels: &BTreeMap<u64, ChannelReport>) -> i32 {
     match stopped {
         Some(StopReason::Interrupted) => 130,
-        Some(StopReason::Abort(AbortReason::Unauthorized)) => 2,
+        // Exit 2 is for what is found before fetching; a token rejected mid-run (revoked) stops
+        // a run that already saved work, like any other abort.
         Some(StopReason::Abort(_)) => 1,
         None if channels.values().any(|c| {
             !matches!(
@@ -437,7 +438,7 @@ mod tests {
                 &Some(StopReason::Abort(AbortReason::Unauthorized)),
                 &report(ChannelStatus::Finished)
             ),
-            2
+            1
         );
     }
 }

@@ -96,7 +96,8 @@ pub struct ArchiveArgs {
     #[arg(long, value_name = "URL")]
     pub api_base: Option<String>,
 
-    /// Only messages after this message ID, or created at or after this RFC 3339 date.
+    /// Only messages after this message ID (0: from the beginning), or created at or after this
+    /// RFC 3339 date.
     #[arg(long, value_name = "ID|DATE", allow_hyphen_values = true)]
     pub after: Option<String>,
 
@@ -180,7 +181,8 @@ pub struct ExportArgs {
     #[arg(long = "channel", value_name = "ID", value_delimiter = ',')]
     pub channels: Vec<String>,
 
-    /// Only messages after this message ID, or created at or after this RFC 3339 date.
+    /// Only messages after this message ID (0: from the beginning), or created at or after this
+    /// RFC 3339 date.
     #[arg(long, value_name = "ID|DATE", allow_hyphen_values = true)]
     pub after: Option<String>,
 

@@ -3,7 +3,9 @@
 //! This is what stage 2 (chunking, embedding) reads. Two forms:
 //!
 //! - **raw** (the default): each line is a message's JSON exactly as Discord sent it
-//!   (`raw_json`), so every field is there, including ones this version does not know.
+//!   (`raw_json`), so every field is there, including ones this version does not know. A
+//!   server that pretty-prints (Discord does not; a proxy might) has its line breaks, which
+//!   in JSON can only lie between tokens, written as spaces: one message, one line.
 //! - **normalized** (`--normalized`): each line is one flat object with the archive's
 //!   columns, the same for every message ([`ExportedMessage`]):
 //!
@@ -181,9 +183,13 @@ pub fn export_jsonl(
     let query = selected(filter).select(messages::raw_json);
     let mut written = 0;
     for raw in query.load_iter::<String, DefaultLoadingMode>(conn)? {
-        let raw = raw?;
-        out.write_all(raw.as_bytes())?;
-        out.write_all(b"\n")?;
+        let mut raw = raw?.into_bytes();
+        // Valid JSON has no raw CR or LF inside a string: these are whitespace between tokens.
+        for b in raw.iter_mut().filter(|b| matches!(b, b'\n' | b'\r')) {
+            *b = b' ';
+        }
+        raw.push(b'\n');
+        out.write_all(&raw)?;
         written += 1;
     }
     out.flush()?;
@@ -299,6 +305,24 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], r#"{"id":"1"}"#);
         assert_eq!(lines[4], r#"{"id":"5"}"#);
+    }
+
+    #[test]
+    fn pretty_printed_json_still_takes_one_line() {
+        let (_d, mut a) = archive();
+        let raw = "{\r\n  \"id\": \"7\",\n  \"content\": \"a\\nb\"\n}";
+        diesel::update(messages::table.find(1))
+            .set(messages::raw_json.eq(raw))
+            .execute(&mut a.conn)
+            .unwrap();
+        let mut out = Vec::new();
+        export_jsonl(&mut a.conn, &ExportFilter::default(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let stored: serde_json::Value = serde_json::from_str(raw).unwrap();
+        assert_eq!(first, stored);
+        assert_eq!(first["content"], "a\nb");
     }
 
     #[test]

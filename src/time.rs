@@ -182,7 +182,8 @@ pub fn now_ms() -> u64 {
 
 /// Reads a range bound given as a snowflake ID or a date.
 ///
-/// A string of digits is a snowflake, used as is (it must be > 0 and < 2^63). Anything
+/// A string of digits is a snowflake, used as is (it must be < 2^63, and > 0 for `Before`:
+/// `after=0` is Discord's "from the beginning"). Anything
 /// else must be an RFC 3339 date-time or a bare date (`2024-05-01`, meaning its midnight
 /// UTC), converted according to `bound` (see [`Bound`]). A date before Discord existed is
 /// fine as an `After` bound (it means "from the start") but is an empty `Before` range.
@@ -195,7 +196,9 @@ pub fn parse_id_or_date(s: &str, bound: Bound) -> Result<u64, TimeError> {
         };
         let id: u64 = s.parse().map_err(|_| bad("it is larger than 2^63 - 1"))?;
         return match id {
-            0 => Err(bad("IDs start at 1")),
+            // Discord's own `after=0`: from the beginning.
+            0 if bound == Bound::After => Ok(0),
+            0 => Err(bad("IDs start at 1; no message is older than that")),
             id if id > MAX_SNOWFLAKE => Err(bad("it is larger than 2^63 - 1")),
             id => Ok(id),
         };
@@ -420,10 +423,14 @@ mod tests {
             parse_id_or_date("9223372036854775807", Bound::After),
             Ok(MAX_SNOWFLAKE)
         );
-        for bad in ["0", "9223372036854775808", "99999999999999999999999"] {
+        for bad in ["9223372036854775808", "99999999999999999999999"] {
             let err = parse_id_or_date(bad, Bound::After).unwrap_err();
             assert!(matches!(err, TimeError::BadId { .. }), "{bad}: {err}");
         }
+        // `after=0` starts at the beginning, as in Discord's API; nothing is before 0.
+        assert_eq!(parse_id_or_date("0", Bound::After), Ok(0));
+        let err = parse_id_or_date("0", Bound::Before).unwrap_err();
+        assert!(matches!(err, TimeError::BadId { .. }), "{err}");
         assert!(parse_id_or_date("-5", Bound::After).is_err());
         assert!(parse_id_or_date("", Bound::After).is_err());
     }

@@ -601,10 +601,11 @@ fn a_channel_failing_for_good_exits_1_and_the_rest_is_exact() {
     assert_eq!(tries, 9, "bounded retries");
 }
 
-/// The token revoked mid-run: the run stops at once with exit 2, 401s are not retried, what was
+/// The token revoked mid-run: the run stops at once with exit 1 (exit 2 is for errors found
+/// before fetching, when nothing was done), 401s are not retried, what was
 /// committed is consistent, and a later run with a valid token completes the same archive.
 #[test]
-fn a_token_revoked_mid_run_stops_at_once_with_exit_2_and_loses_nothing() {
+fn a_token_revoked_mid_run_stops_at_once_with_exit_1_and_loses_nothing() {
     let config = SimConfig {
         seed: 600,
         guild: GuildSpec::test_small(),
@@ -652,8 +653,8 @@ fn a_token_revoked_mid_run_stops_at_once_with_exit_2_and_loses_nothing() {
         + &std::fs::read_to_string(h.dir.path().join("revoked.out")).unwrap();
     assert_eq!(
         status.code(),
-        Some(2),
-        "exit 2 on a 401 mid-run ({status:?}): {stderr}"
+        Some(1),
+        "exit 1 on a 401 mid-run ({status:?}): {stderr}"
     );
     assert!(stderr.contains("401"), "{stderr}");
     assert!(
