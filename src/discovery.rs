@@ -224,12 +224,12 @@ impl Ctx<'_> {
     }
 }
 
-/// Whether a complete checkpoint already covers the newest message a listing reported. A
+/// Whether a complete checkpoint ends exactly at the newest message a listing reported. A
 /// listing that does not mention `last_message_id` at all proves nothing; a null one means
-/// the channel never had a message.
+/// the channel never had a message. One that names an older message than the archive already
+/// has (or null for a channel with messages) is stale, not proof: the channel is asked.
 fn nothing_new(cp: &CheckpointRow, listed: Option<Option<u64>>) -> bool {
-    cp.complete
-        && listed.is_some_and(|newest| newest.is_none_or(|n| cp.last_message_id >= to_i64(n)))
+    cp.complete && listed.is_some_and(|newest| cp.last_message_id == newest.map_or(0, to_i64))
 }
 
 fn label(info: &ChannelInfo) -> String {
@@ -825,7 +825,14 @@ mod tests {
     #[test]
     fn only_a_listed_newest_message_can_spare_the_request() {
         assert!(nothing_new(&cp(100, true), Some(Some(100))));
-        assert!(nothing_new(&cp(100, true), Some(Some(90))));
+        assert!(
+            !nothing_new(&cp(100, true), Some(Some(90))),
+            "a stale listing, behind what the archive has"
+        );
+        assert!(
+            !nothing_new(&cp(100, true), Some(None)),
+            "null, yet the archive has messages: stale"
+        );
         assert!(
             !nothing_new(&cp(100, true), Some(Some(101))),
             "a newer message"
