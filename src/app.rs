@@ -3,7 +3,7 @@
 
 use crate::actors::fetcher::{Failure, Requester};
 use crate::actors::messages::{AbortReason, Close, FinishRun, ProgressEvent, Shutdown, StartRun};
-use crate::actors::rate_limiter::{GetStats, RateLimiter};
+use crate::actors::rate_limiter::{GetStats, RateLimiter, INVALID_STOP_AT, INVALID_WINDOW};
 use crate::actors::supervisor::{StopReason, Supervisor, SupervisorResult};
 use crate::actors::writer::Writer;
 use crate::config::{Settings, Token};
@@ -58,12 +58,15 @@ pub enum RunError {
     Discovery(String),
     #[error("interrupted before any channel was fetched; no message was archived")]
     Interrupted,
+    /// Earlier runs met so many invalid responses lately that one more run risks the ban.
+    #[error("{0}")]
+    InvalidBudget(String),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Discovery(_) => 1,
+            RunError::Discovery(_) | RunError::InvalidBudget(_) => 1,
             RunError::Interrupted => 130,
             _ => 2,
         }
@@ -82,13 +85,24 @@ pub async fn archive(
     // Opened (and judged) before any request, so a database that is not ours stops the run
     // first; created here if new, and removed again if the token check fails.
     let existed = settings.database.exists();
-    let archive = storage::open_rw(&settings.database)?;
+    let mut archive = storage::open_rw(&settings.database)?;
+    // Discord's invalid-request limit is per IP over 10 minutes, not per run: what the last
+    // runs met counts, so back-to-back runs that each stop short of it cannot add up to it.
+    let mut limiter = RateLimiter::new(settings.rate.global_per_second)
+        .with_earlier_invalid(earlier_invalid(&mut archive));
+    if let Some(wait) = limiter.budget_wait() {
+        let at = crate::time::format_rfc3339_ms(crate::time::now_ms() + wait.as_millis() as u64);
+        return Err(RunError::InvalidBudget(format!(
+            "the last runs on this archive met about {INVALID_STOP_AT} invalid responses (401, 403, 429) within 10 minutes, and Discord bans an IP for a while at 10,000: run again after {at} (in {} s), and check the bot's permissions meanwhile",
+            wait.as_secs() + 1
+        )));
+    }
     let writer = Writer::start(archive, options.halt_after_batches);
 
     let client = DiscordClient::new(&token, settings.api_base.as_ref(), options.request_timeout);
     let token_user_id = token.user_id();
     drop(token);
-    let limiter = RateLimiter::new(settings.rate.global_per_second).start();
+    let limiter = limiter.start();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutdown_tx = Arc::new(shutdown_tx);
     // Signals are handled from here on, not only once fetching starts: a SIGTERM during a long
@@ -237,6 +251,29 @@ fn writer_stopped() -> RunError {
     RunError::Discovery("the writer stopped unexpectedly".into())
 }
 
+/// The invalid responses earlier runs of this archive met within Discord's window:
+/// `(how long ago each run ended, how many)`. Unreadable (an old archive, a broken row):
+/// nothing is known, and nothing is counted.
+fn earlier_invalid(archive: &mut storage::Archive) -> Vec<(Duration, u64)> {
+    let now = crate::time::now_ms();
+    let window = INVALID_WINDOW.as_millis() as u64;
+    let since = crate::time::format_rfc3339_ms(now.saturating_sub(window));
+    match storage::queries::invalid_responses_since(&mut archive.conn, &since) {
+        Ok(runs) => runs
+            .into_iter()
+            .filter_map(|(ended, count)| {
+                let at = crate::time::parse_rfc3339(&ended).ok()?;
+                let count = u64::try_from(count).ok().filter(|c| *c > 0)?;
+                Some((Duration::from_millis(now.saturating_sub(at)), count))
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!("cannot read earlier runs' invalid responses: {e}");
+            Vec::new()
+        }
+    }
+}
+
 fn exit_code(stopped: &Option<StopReason>, channels: &BTreeMap<u64, ChannelReport>) -> i32 {
     match stopped {
         Some(StopReason::Interrupted) => 130,
@@ -266,7 +303,7 @@ pub fn describe_stop(reason: &StopReason) -> String {
             "Cloudflare is blocking this IP (HTML 429); wait before running again".into()
         }
         StopReason::Abort(AbortReason::Storage(why)) => format!("storage failed: {why}"),
-        StopReason::Abort(AbortReason::InvalidRequests) => "stopped before Discord's invalid-request limit (10,000 401/403/429 responses in 10 minutes would ban this IP); everything fetched was saved. Check the bot's permissions, then run again".into(),
+        StopReason::Abort(AbortReason::InvalidRequests) => "stopped before Discord's invalid-request limit (10,000 401/403/429 responses in 10 minutes would ban this IP); everything fetched was saved. Check the bot's permissions, then run again in 10 minutes (a run on this archive counts the invalid responses of the runs before it)".into(),
     }
 }
 

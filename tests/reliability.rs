@@ -327,6 +327,38 @@ fn a_429_longer_than_the_backoff_cap_is_obeyed_not_hammered() {
     eprintln!("429s longer than the backoff cap: {checked}, each waited out");
 }
 
+/// 429s of scope `shared` (the resource's limit, met through others' use of it) are waited out,
+/// but they are not invalid requests (Discord does not count them toward its ban), so the run's
+/// invalid-request count stays at what 401/403/429-of-our-own responses it met.
+#[test]
+fn shared_429s_are_waited_out_and_not_counted_as_invalid_requests() {
+    let h = with_faults(
+        FaultSpec {
+            shared_429: 0.1,
+            retry_after: 0.05,
+            ..FaultSpec::default()
+        },
+        301,
+    );
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
+    let log = h.sim.state().request_log();
+    let shared = log
+        .iter()
+        .filter(|r| r.fault.as_deref() == Some("shared_429"))
+        .count() as u64;
+    let invalid = log
+        .iter()
+        .filter(|r| r.fault.is_none() && matches!(r.status, 401 | 403 | 429))
+        .count() as u64;
+    assert!(shared >= 3, "the fault fired: {shared}");
+    let limiter = report.rate_limiter.expect("the limiter's figures");
+    assert_eq!(limiter.rate_limited, shared, "{limiter:?}");
+    assert_eq!(limiter.invalid_responses, invalid, "{limiter:?}");
+    eprintln!("shared 429s: {shared}, waited out, none counted as invalid");
+}
+
 /// Responses slower than the request timeout are abandoned and retried; the archive is exact.
 #[test]
 fn responses_slower_than_the_request_timeout_are_retried() {
@@ -390,7 +422,9 @@ const DISCORD_INVALID_LIMIT: u64 = 10_000;
 
 /// The invalid-request budget: against a server answering only 429s, the run stops itself near
 /// half of Discord's ban threshold: exit 1, a message that says why, the committed checkpoints
-/// consistent, and the next run completes.
+/// consistent. Discord counts per IP over 10 minutes, not per run: a run right after it refuses
+/// to start, saying when it may, without a request; once that time has passed (the last run's
+/// end moved back 10 minutes here), the next run completes.
 #[test]
 fn the_invalid_request_budget_stops_a_run_before_half_of_discords_limit() {
     let started = Instant::now();
@@ -413,6 +447,19 @@ fn the_invalid_request_budget_stops_a_run_before_half_of_discords_limit() {
     );
     assert_checkpoints_cover_rows(&h.db, &expected, "budget exhausted");
     h.sim.state().set_faults(FaultSpec::default());
+    let requests = h.sim.state().request_log().len();
+    let refused = h.try_run(h.settings(), RunOptions::default());
+    let Err(RunError::InvalidBudget(why)) = &refused else {
+        panic!("a run right after must not start: {refused:?}");
+    };
+    assert!(why.contains("run again after"), "{why}");
+    assert_eq!(refused.as_ref().unwrap_err().exit_code(), 1);
+    assert_eq!(h.sim.state().request_log().len(), requests, "no request");
+    h.conn()
+        .batch_execute(
+            "UPDATE runs SET ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', ended_at, '-601 seconds')",
+        )
+        .unwrap();
     let again = h.run(h.settings(), RunOptions::default());
     assert_eq!(again.exit_code, 0);
     assert_same_rows(&h.archived(), &expected);

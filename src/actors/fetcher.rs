@@ -138,16 +138,24 @@ impl Requester {
                 ApiError::RateLimited {
                     retry_after,
                     global,
+                    shared,
                 } => {
                     stats.rate_limit_errors += 1;
                     tracing::warn!(
                         route = %route,
                         "waiting {retry_after:.1} s: rate limited{} in {what}",
-                        if *global { " (global)" } else { "" }
+                        if *global {
+                            " (global)"
+                        } else if *shared {
+                            " (shared limit)"
+                        } else {
+                            ""
+                        }
                     );
                     permit.complete(Feedback::RateLimited {
                         retry_after: *retry_after,
                         global: *global,
+                        shared: *shared,
                     });
                 }
                 ApiError::Transient(why) => {

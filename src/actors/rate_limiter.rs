@@ -42,10 +42,9 @@ const LATE_CELLS: u32 = 2;
 const LOW_RATE_HEADROOM: Duration = Duration::from_millis(15);
 /// Sent this much after a bucket's announced reset, so rounding never puts us early.
 const RESET_MARGIN: Duration = Duration::from_millis(10);
-/// Waits announced by bucket headers are capped here: absurd reset values are reported and
-/// not enforced, and well-known archivers cap them the same way. A 429's retry_after is not
-/// capped.
-pub const RESET_CAP: Duration = Duration::from_secs(60);
+/// Waits announced by bucket headers are capped here, like a 429's retry_after (see
+/// [`crate::discord::error::WAIT_CAP`]).
+pub const RESET_CAP: Duration = crate::discord::error::WAIT_CAP;
 /// Two resets closer than this belong to the same window (reset-after is rounded).
 const SAME_WINDOW: Duration = Duration::from_millis(250);
 
@@ -92,6 +91,28 @@ impl InvalidBudget {
         }
     }
 
+    /// Counts `count` invalid responses met `ago` (before this process, by earlier runs: the
+    /// limit is Discord's per IP, not per run). Call oldest first, before any `record`.
+    pub fn record_earlier(&mut self, ago: Duration, count: u64) {
+        let now = Instant::now();
+        let Some(at) = now.checked_sub(ago).filter(|_| ago < self.window) else {
+            return;
+        };
+        let room = self.stop_at.saturating_sub(self.times.len());
+        let count = usize::try_from(count).unwrap_or(usize::MAX).min(room);
+        self.times.extend(std::iter::repeat_n(at, count));
+    }
+
+    /// When the count leaves `room` invalid responses under the stop level, as seen now
+    /// (`None`: it does now).
+    pub fn exhausted_until(&mut self, now: Instant, room: usize) -> Option<Instant> {
+        self.prune(now);
+        let over = (self.times.len() + room + 1)
+            .checked_sub(self.stop_at)?
+            .checked_sub(1)?;
+        self.times.get(over).map(|t| *t + self.window)
+    }
+
     /// The budget's state, counting `pending` requests not yet answered as if they were
     /// invalid: any of them may be, and the limit must hold whatever they turn out to be.
     pub fn state(&mut self, now: Instant, pending: usize) -> BudgetState {
@@ -129,6 +150,8 @@ pub enum Feedback {
     RateLimited {
         retry_after: f64,
         global: bool,
+        /// The resource's limit, shared with others: not ours, not an invalid request.
+        shared: bool,
     },
 }
 
@@ -191,6 +214,11 @@ struct Bucket {
     hidden_cap: Option<u32>,
     /// Windows begun since the last hidden-limit 429.
     clean_windows: u32,
+    /// The most requests a whole window has taken without a 429, and whether the current
+    /// window met one: a 429 below that level is likely not the bucket's own limit (a shared
+    /// limit, a hiccup) and is forgiven once before it caps the bucket.
+    best_clean: u32,
+    window_hit: bool,
     /// Fetchers waiting for their turn, first come first served. A dropped receiver means the
     /// fetcher gave up waiting.
     waiters: VecDeque<oneshot::Sender<Instant>>,
@@ -235,6 +263,10 @@ impl Bucket {
     }
 
     fn new_window(&mut self) {
+        if !self.window_hit {
+            self.best_clean = self.best_clean.max(self.window_grants);
+        }
+        self.window_hit = false;
         self.window_grants = 0;
         if let Some(cap) = self.hidden_cap {
             self.clean_windows += 1;
@@ -245,12 +277,24 @@ impl Bucket {
         }
     }
 
-    /// A 429 although the bucket had room by its headers: what this window took before it is
-    /// the bucket's real size.
-    fn hit_hidden_limit(&mut self) {
-        let took = self.window_grants.saturating_sub(1).max(1);
-        self.hidden_cap = Some(self.hidden_cap.map_or(took, |c| c.min(took)));
-        self.clean_windows = 0;
+    /// A 429 (not a global one) on this bucket, to be waited out until `until`. `hidden`: the
+    /// headers had promised room, so what this window took before it is the bucket's real
+    /// size, unless whole windows have taken more without a 429 (then it is forgiven once).
+    fn rate_limited(&mut self, until: Instant, hidden: bool) {
+        self.window_hit = true;
+        if hidden {
+            let took = self.window_grants.saturating_sub(1).max(1);
+            if took < self.best_clean {
+                self.best_clean = took;
+            } else {
+                self.hidden_cap = Some(self.hidden_cap.map_or(took, |c| c.min(took)));
+                self.clean_windows = 0;
+            }
+        }
+        self.trusted = false;
+        self.remaining = Some(0);
+        self.reset_at = Some(until);
+        self.not_before = Some(self.not_before.map_or(until, |t| t.max(until)));
     }
 
     fn learn(&mut self, h: &RateLimitHeaders, now: Instant, cap: Duration) {
@@ -311,6 +355,25 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// Starts the budget with the invalid responses earlier runs met within its window:
+    /// `(how long ago the run ended, how many)`, in any order.
+    pub fn with_earlier_invalid(mut self, mut earlier: Vec<(Duration, u64)>) -> Self {
+        earlier.sort_by_key(|&(ago, _)| std::cmp::Reverse(ago));
+        for (ago, count) in earlier {
+            self.invalid.record_earlier(ago, count);
+        }
+        self
+    }
+
+    /// How long until the invalid-request budget has room for a run again (a run right after
+    /// one the budget stopped would stop within its first requests), if it has none now.
+    pub fn budget_wait(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        self.invalid
+            .exhausted_until(now, INVALID_STOP_AT / 20)
+            .map(|until| until.saturating_duration_since(now))
+    }
+
     /// `per_second` may be fractional and above 50 (large bots are granted more).
     pub fn new(per_second: f64) -> Self {
         RateLimiter {
@@ -536,11 +599,15 @@ impl Handler<Release> for RateLimiter {
             Feedback::RateLimited {
                 retry_after,
                 global,
+                shared,
             } => {
                 self.stats.rate_limited += 1;
-                self.stats.invalid_responses += 1;
-                self.invalid.record(now);
-                // A 429's retry_after is obeyed in full: retrying earlier only earns another.
+                if !shared {
+                    self.stats.invalid_responses += 1;
+                    self.invalid.record(now);
+                }
+                // A 429's retry_after (capped when it was read) is obeyed in full: retrying
+                // earlier only earns another.
                 let until = now + Duration::from_secs_f64(*retry_after) + RESET_MARGIN;
                 if *global {
                     self.stats.global_pauses += 1;
@@ -549,14 +616,9 @@ impl Handler<Release> for RateLimiter {
                     }
                 } else {
                     // Only where the headers had promised room: a 429 on a bucket we knew
-                    // nothing of yet says little about its size.
-                    if bucket.remaining.is_some_and(|r| r > 0) {
-                        bucket.hit_hidden_limit();
-                    }
-                    bucket.trusted = false;
-                    bucket.remaining = Some(0);
-                    bucket.reset_at = Some(until);
-                    bucket.not_before = Some(bucket.not_before.map_or(until, |t| t.max(until)));
+                    // nothing of yet says little about its size, and a shared one nothing.
+                    let hidden = !shared && bucket.remaining.is_some_and(|r| r > 0);
+                    bucket.rate_limited(until, hidden);
                 }
             }
         }
@@ -684,8 +746,11 @@ mod tests {
         for _ in 0..5 {
             b.grant(now);
         }
-        b.hit_hidden_limit();
+        b.rate_limited(now, true);
         assert_eq!(b.hidden_cap, Some(4));
+        b.trusted = true;
+        b.remaining = None;
+        b.reset_at = None;
         b.learn(&headers(50, 45, 1.0), now, cap);
         assert_eq!((b.limit, b.remaining), (Some(4), Some(0)));
         // A fresh window: four requests, not fifty.
@@ -700,6 +765,62 @@ mod tests {
             b.new_window();
         }
         assert_eq!(b.hidden_cap, Some(5));
+    }
+
+    #[test]
+    fn earlier_runs_invalid_responses_count_until_the_window_passes_them() {
+        let window = Duration::from_secs(600);
+        let mut b = InvalidBudget::new(window, 3, 5);
+        // Oldest first: two from a run that ended 9 minutes ago, three from one a minute ago;
+        // one from before the window is forgotten.
+        b.record_earlier(Duration::from_secs(700), 4);
+        b.record_earlier(Duration::from_secs(540), 2);
+        b.record_earlier(Duration::from_secs(60), 3);
+        let now = Instant::now();
+        assert_eq!(b.state(now, 0), BudgetState::Exhausted);
+        // Back under the stop level once the older run's two fall out of the window.
+        let until = b.exhausted_until(now, 0).expect("exhausted");
+        let left = until.saturating_duration_since(now);
+        assert!(
+            left <= Duration::from_secs(60) && left > Duration::from_secs(58),
+            "{left:?}"
+        );
+        assert_eq!(b.state(until, 0), BudgetState::Slow);
+        assert_eq!(b.exhausted_until(until, 0), None);
+        // Room for two more is there only once the newer run's three leave too.
+        assert_eq!(b.exhausted_until(until, 1), None);
+        assert!(b.exhausted_until(until, 2).is_some_and(|t| t > until));
+        assert_eq!(
+            InvalidBudget::new(window, 3, 5).exhausted_until(now, 0),
+            None
+        );
+    }
+
+    #[test]
+    fn a_429_below_what_whole_windows_took_is_forgiven_once() {
+        let now = Instant::now();
+        let mut b = Bucket::default();
+        // Three windows of five requests, no 429.
+        for _ in 0..3 {
+            for _ in 0..5 {
+                b.grant(now);
+            }
+            b.new_window();
+        }
+        assert_eq!(b.best_clean, 5);
+        // Then a 429 at the second request of a window, although the headers promised room
+        // (someone else's limit, a hiccup): the bucket is not held to one request a window.
+        b.grant(now);
+        b.grant(now);
+        b.rate_limited(now, true);
+        assert_eq!(b.hidden_cap, None);
+        // A window with a 429 never counts as clean; a second such 429 does cap the bucket.
+        b.new_window();
+        assert_eq!(b.best_clean, 1);
+        b.grant(now);
+        b.grant(now);
+        b.rate_limited(now, true);
+        assert_eq!(b.hidden_cap, Some(1));
     }
 
     #[test]

@@ -1,17 +1,27 @@
 //! The twilight-http client, built once per run with the token and the API base.
 //!
-//! twilight's own rate limiter is switched off (`ratelimiter(None)`): our rate-limiter actor
-//! owns all limiting, and twilight 0.16 then makes exactly one request per call and hands back
-//! 429s with their `retry_after` and global flag (later versions retry 429s internally).
+//! twilight's own rate limiting is left out: our rate-limiter actor owns all limiting, and
+//! twilight 0.16 then makes exactly one request per call and hands back 429s with their
+//! `retry_after` and global flag (later versions retry 429s internally). Its limiter seam holds
+//! a [`ScopeTap`] that grants every request at once and only reads a 429's scope.
 
 use super::error::ApiError;
 use super::headers::RateLimitHeaders;
 use super::page::{self, parse_json, ChannelInfo, GuildInfo, MemberInfo, Page, ThreadList};
 use crate::config::{ApiBase, Token};
-use std::future::IntoFuture;
+use std::cell::RefCell;
+use std::future::{ready, Future, IntoFuture};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use twilight_http::Response;
+use twilight_http_ratelimiting::headers::{RatelimitHeaders, RatelimitScope};
+use twilight_http_ratelimiting::request::Path;
+use twilight_http_ratelimiting::ticket::{self, TicketHeaders};
+use twilight_http_ratelimiting::{
+    GetBucketFuture, GetTicketFuture, HasBucketFuture, IsGloballyLockedFuture, Ratelimiter,
+};
 use twilight_model::id::Id;
 
 /// A clonable handle to the one HTTP client of a run.
@@ -41,7 +51,7 @@ impl DiscordClient {
     pub fn new(token: &Token, api_base: Option<&ApiBase>, timeout: Duration) -> Self {
         let mut builder = twilight_http::Client::builder()
             .token(token.expose().to_owned())
-            .ratelimiter(None)
+            .ratelimiter(Some(Box::new(ScopeTap)))
             .timeout(timeout);
         if let Some(base) = api_base {
             builder = builder.proxy(base.host_port.clone(), base.use_http);
@@ -232,7 +242,62 @@ async fn send<M, R>(request: R) -> Result<Response<M>, ApiError>
 where
     R: IntoFuture<Output = Result<Response<M>, twilight_http::Error>>,
 {
-    request.await.map_err(|e| ApiError::from_http(&e))
+    TAPPED.take();
+    // twilight asks its limiter for a ticket while building the request, here, on this thread.
+    let response = request.into_future();
+    let tapped = TAPPED.take();
+    response.await.map_err(|e| {
+        let mut error = ApiError::from_http(&e);
+        if let ApiError::RateLimited { shared, .. } = &mut error {
+            *shared = tapped
+                .and_then(scope)
+                .is_some_and(|s| s == RatelimitScope::Shared);
+        }
+        error
+    })
+}
+
+/// twilight's limiter seam, used only to read each response's rate-limit scope: twilight 0.16
+/// keeps an error response's headers to itself, and whether a 429 is `shared` (someone else's
+/// use of the resource, not our bucket, and no invalid request) is only said there. Every
+/// request is granted at once.
+#[derive(Debug)]
+struct ScopeTap;
+
+thread_local! {
+    /// The headers channel of the request last built on this thread (see [`send`]).
+    static TAPPED: RefCell<Option<TicketHeaders>> = const { RefCell::new(None) };
+}
+
+impl Ratelimiter for ScopeTap {
+    fn bucket(&self, _: &Path) -> GetBucketFuture {
+        Box::pin(ready(Ok(None)))
+    }
+
+    fn is_globally_locked(&self) -> IsGloballyLockedFuture {
+        Box::pin(ready(Ok(false)))
+    }
+
+    fn has(&self, _: &Path) -> HasBucketFuture {
+        Box::pin(ready(Ok(false)))
+    }
+
+    fn ticket(&self, _: Path) -> GetTicketFuture {
+        let (notifier, receiver) = ticket::channel();
+        TAPPED.set(notifier.available());
+        Box::pin(ready(Ok(receiver)))
+    }
+}
+
+/// The scope twilight read from a finished response's headers. They are sent before the
+/// response (or its error) is handed back, so they are there to take without waiting.
+fn scope(mut headers: TicketHeaders) -> Option<RatelimitScope> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(&mut headers).poll(&mut cx) {
+        Poll::Ready(Ok(Some(RatelimitHeaders::Present(p)))) => p.scope(),
+        Poll::Ready(Ok(Some(RatelimitHeaders::Global(g)))) => g.scope(),
+        _ => None,
+    }
 }
 
 /// Reads headers and the whole body once; the body is parsed by the caller, never by twilight.

@@ -1,5 +1,6 @@
 //! Discord's failures sorted by what the archiver does about them.
 
+use std::time::Duration;
 use twilight_http::api_error::ApiError as TwilightApiError;
 use twilight_http::error::{Error as HttpError, ErrorType};
 
@@ -8,9 +9,15 @@ use twilight_http::error::{Error as HttpError, ErrorType};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// 429: wait `retry_after` seconds; `global` pauses every request.
-    #[error("rate limited for {retry_after:.3} s{}", if *.global { " (global)" } else { "" })]
-    RateLimited { retry_after: f64, global: bool },
+    /// 429: wait `retry_after` seconds; `global` pauses every request. `shared`: the limit is
+    /// the resource's, shared with others (`X-RateLimit-Scope: shared`): it says nothing of
+    /// our bucket, and Discord does not count it as an invalid request.
+    #[error("rate limited for {retry_after:.3} s{}", if *.global { " (global)" } else if *.shared { " (shared)" } else { "" })]
+    RateLimited {
+        retry_after: f64,
+        global: bool,
+        shared: bool,
+    },
     /// 403 with 50001 Missing Access or 50013 Missing Permissions: skip, do not retry.
     #[error("no access (HTTP 403, code {code})")]
     NoAccess { code: u64 },
@@ -34,11 +41,14 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// Whether Discord counts this response against the invalid-request limit (401, 403, 429).
+    /// Whether Discord counts this response against the invalid-request limit (401, 403, 429
+    /// but for a `shared` 429).
     pub fn is_invalid_request(&self) -> bool {
         matches!(
             self,
-            ApiError::Unauthorized | ApiError::NoAccess { .. } | ApiError::RateLimited { .. }
+            ApiError::Unauthorized
+                | ApiError::NoAccess { .. }
+                | ApiError::RateLimited { shared: false, .. }
         )
     }
 
@@ -102,11 +112,13 @@ impl ApiError {
             Ok(b) => ApiError::RateLimited {
                 retry_after: b.retry_after.map_or(1.0, sanitize_retry_after),
                 global: b.global,
+                shared: false,
             },
             // A 429 without Discord's body: wait a little rather than hammer.
             Err(_) => ApiError::RateLimited {
                 retry_after: 1.0,
                 global: false,
+                shared: false,
             },
         }
     }
@@ -139,13 +151,23 @@ pub(crate) const TIMED_OUT: &str = "request timed out";
 const NOT_JSON: &str = "error response that is not JSON: ";
 const CONNECTION_ERROR: &str = "connection error: ";
 
+/// The longest any wait the server announces is obeyed: a 429's `retry_after` and a bucket's
+/// reset alike. Absurd values are sent and not enforced, and well-known archivers cap waits
+/// here too (DISCORD.md); a wait that was real costs one more 429 after it.
+pub const WAIT_CAP: Duration = Duration::from_secs(60);
+
 /// Discord sends float seconds; a negative, NaN or absurd value must not stall or spin us.
 fn sanitize_retry_after(seconds: f64) -> f64 {
-    if seconds.is_finite() && seconds >= 0.0 {
-        seconds.min(24.0 * 3600.0)
-    } else {
-        1.0
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return 1.0;
     }
+    let cap = WAIT_CAP.as_secs_f64();
+    if seconds > cap {
+        tracing::warn!(
+            "a 429 asks to wait {seconds:.1} s; waiting {cap:.0} s, the cap on announced waits"
+        );
+    }
+    seconds.min(cap)
 }
 
 fn source_text(error: &HttpError) -> String {
@@ -197,12 +219,13 @@ mod tests {
 
     #[test]
     fn discords_429_bodies_keep_retry_after_and_global() {
-        let body = br#"{"message": "You are being rate limited.", "retry_after": 64.57, "global": true, "code": 0}"#;
+        let body = br#"{"message": "You are being rate limited.", "retry_after": 4.57, "global": true, "code": 0}"#;
         assert_eq!(
             ApiError::from_429_body(body),
             ApiError::RateLimited {
-                retry_after: 64.57,
-                global: true
+                retry_after: 4.57,
+                global: true,
+                shared: false
             }
         );
         let body =
@@ -211,24 +234,29 @@ mod tests {
             ApiError::from_429_body(body),
             ApiError::RateLimited {
                 retry_after: 0.5,
-                global: false
+                global: false,
+                shared: false
             }
         );
         assert_eq!(
             ApiError::from_429_body(b"{}"),
             ApiError::RateLimited {
                 retry_after: 1.0,
-                global: false
+                global: false,
+                shared: false
             }
         );
     }
 
     #[test]
     fn retry_after_is_sane() {
-        assert_eq!(sanitize_retry_after(64.57), 64.57);
+        assert_eq!(sanitize_retry_after(2.5), 2.5);
         assert_eq!(sanitize_retry_after(f64::NAN), 1.0);
         assert_eq!(sanitize_retry_after(-3.0), 1.0);
-        assert_eq!(sanitize_retry_after(1e12), 86_400.0);
+        // Absurd waits are capped like absurd resets.
+        assert_eq!(sanitize_retry_after(75.0), 60.0);
+        assert_eq!(sanitize_retry_after(86_400.0), 60.0);
+        assert_eq!(sanitize_retry_after(1e12), 60.0);
     }
 
     #[test]
@@ -237,7 +265,8 @@ mod tests {
         assert!(ApiError::NoAccess { code: 50001 }.is_invalid_request());
         assert!(ApiError::RateLimited {
             retry_after: 1.0,
-            global: false
+            global: false,
+            shared: false
         }
         .is_invalid_request());
         assert!(!ApiError::NotFound { code: 10003 }.is_invalid_request());

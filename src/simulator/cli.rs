@@ -80,6 +80,9 @@ pub struct SimulateArgs {
     /// Probability of an injected global 429.
     #[arg(long = "fault-global-429", default_value_t = 0.0, value_parser = probability, value_name = "P")]
     pub fault_global_429: f64,
+    /// Probability of an injected 429 of scope `shared` (the resource's limit, not the bot's).
+    #[arg(long = "fault-shared-429", default_value_t = 0.0, value_parser = probability, value_name = "P")]
+    pub fault_shared_429: f64,
     /// Probability of a body cut mid-stream.
     #[arg(long = "fault-truncated", default_value_t = 0.0, value_parser = probability, value_name = "P")]
     pub fault_truncated: f64,
@@ -161,6 +164,7 @@ impl SimulateArgs {
                 http_503: self.fault_503,
                 rate_limit_429: self.fault_429,
                 global_429: self.fault_global_429,
+                shared_429: self.fault_shared_429,
                 truncated_body: self.fault_truncated,
                 malformed_json: self.fault_malformed,
                 slow: self.fault_slow,

@@ -23,6 +23,9 @@ pub struct FaultSpec {
     pub rate_limit_429: f64,
     /// A global 429 (`"global": true`).
     pub global_429: f64,
+    /// A 429 of scope `shared` (the resource's limit, met through others' use): the bucket's
+    /// headers as they are, `X-RateLimit-Scope: shared`.
+    pub shared_429: f64,
     /// A 200 whose `Content-Length` announces the full body but the connection drops mid-body.
     pub truncated_body: f64,
     /// A 200 whose body is cut in half: invalid JSON.
@@ -59,6 +62,7 @@ impl Default for FaultSpec {
             http_503: 0.0,
             rate_limit_429: 0.0,
             global_429: 0.0,
+            shared_429: 0.0,
             truncated_body: 0.0,
             malformed_json: 0.0,
             slow: 0.0,
@@ -85,13 +89,14 @@ impl FaultSpec {
             && self.table().iter().all(|&(p, _)| p <= 0.0)
     }
 
-    fn table(&self) -> [(f64, FaultKind); 8] {
+    fn table(&self) -> [(f64, FaultKind); 9] {
         [
             (self.http_500, FaultKind::Http500),
             (self.html_502, FaultKind::Html502),
             (self.http_503, FaultKind::Http503),
             (self.rate_limit_429, FaultKind::RateLimit429),
             (self.global_429, FaultKind::Global429),
+            (self.shared_429, FaultKind::Shared429),
             (self.truncated_body, FaultKind::TruncatedBody),
             (self.malformed_json, FaultKind::MalformedJson),
             (self.slow, FaultKind::Slow),
@@ -107,6 +112,7 @@ pub enum FaultKind {
     Http503,
     RateLimit429,
     Global429,
+    Shared429,
     TruncatedBody,
     MalformedJson,
     Slow,
@@ -127,6 +133,7 @@ impl FaultKind {
             FaultKind::Http503 => "http_503",
             FaultKind::RateLimit429 => "rate_limit_429",
             FaultKind::Global429 => "global_429",
+            FaultKind::Shared429 => "shared_429",
             FaultKind::TruncatedBody => "truncated_body",
             FaultKind::MalformedJson => "malformed_json",
             FaultKind::Slow => "slow",

@@ -326,14 +326,15 @@ impl Limits {
         (decision, headers)
     }
 
-    /// Headers for an injected 429: the bucket's real state, untouched (remaining may be > 0:
-    /// a "hidden" limit), with the injected wait.
+    /// Headers for an injected 429 of `scope`: the bucket's real state, untouched (remaining
+    /// may be > 0: a "hidden" limit, or a shared one), with the injected wait.
     pub(crate) fn peek(
         &self,
         route: &'static str,
         major: u64,
         is_messages: bool,
         retry_after: Duration,
+        scope: &'static str,
         now: Instant,
     ) -> RateHeaders {
         let spec = match (is_messages, self.messages) {
@@ -351,7 +352,7 @@ impl Limits {
             remaining,
             reset_after: retry_after,
             bucket: self.hash(route),
-            scope: Some("user"),
+            scope: Some(scope),
         }
     }
 }

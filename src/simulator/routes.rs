@@ -292,13 +292,18 @@ fn injected(state: &SimState, route: Route<'_>, kind: FaultKind) -> Option<HttpR
             "API resource is currently overloaded. Try again later.",
             130000,
         ),
-        FaultKind::RateLimit429 => {
+        FaultKind::RateLimit429 | FaultKind::Shared429 => {
             let major = major_id(route);
             let headers = state.limits.peek(
                 route.bucket_name(),
                 major,
                 matches!(route, Route::Messages(_)),
                 retry_after,
+                if kind == FaultKind::Shared429 {
+                    "shared"
+                } else {
+                    "user"
+                },
                 Instant::now(),
             );
             with_rate(

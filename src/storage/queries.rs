@@ -298,6 +298,30 @@ pub fn finish_run(
     Ok(())
 }
 
+/// The invalid responses (401, 403, 429) each run of this archive met, with when it ended, for
+/// the runs that ended at or after `since` (RFC 3339, as the runs table writes it).
+pub fn invalid_responses_since(
+    conn: &mut SqliteConnection,
+    since: &str,
+) -> QueryResult<Vec<(String, i64)>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        ended_at: String,
+        #[diesel(sql_type = BigInt)]
+        invalid: i64,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT ended_at, \
+                COALESCE(json_extract(stats_json, '$.rate_limiter.invalid_responses'), 0) AS invalid \
+         FROM runs \
+         WHERE ended_at >= ? AND json_valid(stats_json)",
+    )
+    .bind::<Text, _>(since)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| (r.ended_at, r.invalid)).collect())
+}
+
 #[derive(QueryableByName, Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChannelStatus {
     #[diesel(sql_type = BigInt)]
