@@ -18,8 +18,11 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-/// Windows without a 429 after which a hidden limit's estimate is raised by one request.
-const CAP_PROBE_WINDOWS: u32 = 8;
+/// Windows without a 429 before a hidden limit's estimate is tried one higher, at the level
+/// that met the 429: doubled each time that level meets one again, up to the maximum. Levels
+/// above one that went through are tried a window apart.
+const FIRST_PROBE_WINDOWS: u32 = 4;
+const MAX_PROBE_WINDOWS: u32 = 32;
 
 /// Headroom against arrival jitter at rates that need a burst (200/s and more), and the burst
 /// itself: a server counting requests in a strict sliding second must never see more than the
@@ -208,11 +211,17 @@ struct Bucket {
     /// Requests granted in the current window (as far as we know where it started).
     window_grants: u32,
     /// What a window really allowed when a 429 came although the headers promised more (a
-    /// hidden limit): the headers' limit and remaining are not believed beyond it. It grows by
-    /// one every [`CAP_PROBE_WINDOWS`] windows without a 429, so a one-off 429 (a shared limit,
-    /// a hiccup) does not hold the bucket down for the rest of the run.
+    /// hidden limit): the headers' limit and remaining are not believed beyond it. The level
+    /// that met the 429 is tried again after [`FIRST_PROBE_WINDOWS`] windows without one (and
+    /// twice as many each time it meets one again), and once it goes through, the cap grows
+    /// by one a window: a one-off 429 does not hold the bucket down for the rest of the run,
+    /// and a real hidden limit costs a 429 ever more rarely.
     hidden_cap: Option<u32>,
-    /// Windows begun since the last hidden-limit 429.
+    /// The level (requests in a window) that met the last hidden-limit 429.
+    failed_at: u32,
+    /// Windows without a 429 before `failed_at` is tried again.
+    probe_wait: u32,
+    /// Windows without a 429 since the cap last changed.
     clean_windows: u32,
     /// The most requests a whole window has taken without a 429, and whether the current
     /// window met one: a 429 below that level is likely not the bucket's own limit (a shared
@@ -263,14 +272,20 @@ impl Bucket {
     }
 
     fn new_window(&mut self) {
-        if !self.window_hit {
+        let clean = !self.window_hit;
+        if clean {
             self.best_clean = self.best_clean.max(self.window_grants);
         }
         self.window_hit = false;
         self.window_grants = 0;
         if let Some(cap) = self.hidden_cap {
-            self.clean_windows += 1;
-            if self.clean_windows >= CAP_PROBE_WINDOWS {
+            self.clean_windows = if clean { self.clean_windows + 1 } else { 0 };
+            let wait = if cap + 1 == self.failed_at {
+                self.probe_wait
+            } else {
+                1
+            };
+            if self.clean_windows >= wait {
                 self.clean_windows = 0;
                 self.hidden_cap = Some(cap + 1);
             }
@@ -287,6 +302,14 @@ impl Bucket {
             if took < self.best_clean {
                 self.best_clean = took;
             } else {
+                // The level tried again met a 429 again: try it less often.
+                let again = took + 1 == self.failed_at && self.hidden_cap.is_some();
+                self.probe_wait = if again {
+                    (self.probe_wait * 2).min(MAX_PROBE_WINDOWS)
+                } else {
+                    FIRST_PROBE_WINDOWS
+                };
+                self.failed_at = took + 1;
                 self.hidden_cap = Some(self.hidden_cap.map_or(took, |c| c.min(took)));
                 self.clean_windows = 0;
             }
@@ -760,11 +783,49 @@ mod tests {
         b.grant(later);
         b.learn(&headers(50, 49, 1.0), later, cap);
         assert_eq!(b.remaining, Some(3));
-        // Eight clean windows later, one more is tried.
-        for _ in 0..CAP_PROBE_WINDOWS - 1 {
+        // After FIRST_PROBE_WINDOWS clean windows, the level that met the 429 is tried again.
+        for _ in 0..FIRST_PROBE_WINDOWS {
+            assert_eq!(b.hidden_cap, Some(4));
             b.new_window();
         }
         assert_eq!(b.hidden_cap, Some(5));
+        // It meets one again: tried after twice as many clean windows, then four times.
+        for wait in [2 * FIRST_PROBE_WINDOWS, 4 * FIRST_PROBE_WINDOWS] {
+            b.window_grants = 5;
+            b.rate_limited(now, true);
+            assert_eq!(b.hidden_cap, Some(4));
+            // The window of the 429 is not a clean one.
+            b.new_window();
+            for _ in 0..wait {
+                assert_eq!(b.hidden_cap, Some(4), "before {wait} clean windows");
+                b.new_window();
+            }
+            assert_eq!(b.hidden_cap, Some(5));
+        }
+    }
+
+    #[test]
+    fn a_one_off_429_in_the_first_window_is_soon_outgrown() {
+        let now = Instant::now();
+        let mut b = Bucket::default();
+        // The second request ever meets a 429 (headers promised room): held to one a window.
+        b.grant(now);
+        b.grant(now);
+        b.rate_limited(now, true);
+        assert_eq!(b.hidden_cap, Some(1));
+        // The window of the 429 ends; after FIRST_PROBE_WINDOWS clean ones two a window are
+        // tried, and once they go through, one more each window.
+        b.new_window();
+        for _ in 0..FIRST_PROBE_WINDOWS {
+            assert_eq!(b.hidden_cap, Some(1));
+            b.new_window();
+        }
+        let mut caps = Vec::new();
+        for _ in 0..4 {
+            caps.push(b.hidden_cap.unwrap());
+            b.new_window();
+        }
+        assert_eq!(caps, [2, 3, 4, 5]);
     }
 
     #[test]
