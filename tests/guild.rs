@@ -195,6 +195,51 @@ fn a_channel_failing_repeatedly_is_restarted_and_completes() {
     assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
 }
 
+/// A fetcher restarted mid-channel resumes from what this run committed: that is not a
+/// channel "resumed from checkpoint" (an earlier run's work), whatever the restarts.
+#[test]
+fn restarts_mid_channel_are_not_counted_as_resumed_channels() {
+    let h = Harness::new(SimConfig {
+        guild: GuildSpec::uniform(1, 4_000),
+        latency: Duration::from_millis(20),
+        ..SimConfig::default()
+    });
+    let channel = h.readable_message_channels()[0];
+    let mut settings = h.settings();
+    settings.rate.max_retries = 0;
+    settings.rate.backoff_cap = Duration::from_millis(10);
+    settings.fetch.max_restarts = 5;
+    let report = std::thread::scope(|scope| {
+        let run = scope.spawn(|| h.run(settings, RunOptions::default()));
+        // Once two pages are in, the next two requests fail: two restarts mid-channel.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while h
+            .sim
+            .state()
+            .request_log()
+            .iter()
+            .filter(|r| r.status == 200 && messages_channel(&r.path) == Some(channel))
+            .count()
+            < 2
+        {
+            assert!(Instant::now() < deadline, "the run makes progress");
+            assert!(!run.is_finished(), "the channel outlasts two pages");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        h.sim.state().set_faults(FaultSpec {
+            fail_first: vec![(channel, 2)],
+            ..FaultSpec::default()
+        });
+        run.join().unwrap()
+    });
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
+    let stats = &report.channels[&channel].stats;
+    assert!(stats.restarts >= 1, "{stats:?}");
+    assert_eq!(stats.resumed_from_checkpoint, 0, "{stats:?}");
+    assert_eq!(report.totals.resumed_from_checkpoint, 0);
+}
+
 #[test]
 fn a_channel_failing_for_good_exits_1_and_the_others_complete() {
     let h = Harness::small();

@@ -171,7 +171,12 @@ impl Handler<FetcherDone> for Supervisor {
             .reports
             .get_mut(&channel_id)
             .expect("every fetcher's channel has a report");
-        report.stats.add(&msg.stats);
+        let mut stats = msg.stats;
+        if self.restarts.get(&channel_id).is_some_and(|n| *n > 0) {
+            // A restart resumes from what this run saved, not from an earlier run's work.
+            stats.resumed_from_checkpoint = 0;
+        }
+        report.stats.add(&stats);
         report.end_time = Some(crate::time::now_rfc3339());
         match msg.outcome {
             Outcome::Finished => report.status = ChannelStatus::Finished,
