@@ -88,12 +88,14 @@ pub async fn archive(
     let mut archive = storage::open_rw(&settings.database)?;
     // Discord's invalid-request limit is per IP over 10 minutes, not per run: what the last
     // runs met counts, so back-to-back runs that each stop short of it cannot add up to it.
-    let mut limiter = RateLimiter::new(settings.rate.global_per_second)
-        .with_earlier_invalid(earlier_invalid(&mut archive));
+    let earlier = earlier_invalid(&mut archive);
+    let met: u64 = earlier.iter().map(|(_, count)| count).sum();
+    let mut limiter =
+        RateLimiter::new(settings.rate.global_per_second).with_earlier_invalid(earlier);
     if let Some(wait) = limiter.budget_wait() {
         let at = crate::time::format_rfc3339_ms(crate::time::now_ms() + wait.as_millis() as u64);
         return Err(RunError::InvalidBudget(format!(
-            "the last runs on this archive met about {INVALID_STOP_AT} invalid responses (401, 403, 429) within 10 minutes, and Discord bans an IP for a while at 10,000: run again after {at} (in {} s), and check the bot's permissions meanwhile",
+            "the last runs on this archive met {met} invalid responses (401, 403, 429) in the last 10 minutes; Discord bans an IP for a while at 10,000, and a run stops itself at {INVALID_STOP_AT}: run again after {at} (in {} s), and check the bot's permissions meanwhile",
             wait.as_secs() + 1
         )));
     }
