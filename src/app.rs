@@ -160,12 +160,14 @@ pub async fn archive(
                 DiscoveryError::Interrupted => RunError::Interrupted,
                 DiscoveryError::Failed(why) => RunError::Discovery(why),
             };
-            // The run row says how it ended, and the archive is closed before returning.
+            // The run row says how it ended, and the archive is closed before returning. The
+            // invalid responses met so far count for the next run (see `earlier_invalid`).
+            let rate_limiter = limiter.send(GetStats).await.ok();
             let _ = writer
                 .send(FinishRun {
                     run_id,
                     exit_code: e.exit_code(),
-                    stats_json: "{}".into(),
+                    stats_json: serde_json::json!({ "rate_limiter": rate_limiter }).to_string(),
                 })
                 .await;
             let _ = writer.send(Close).await;

@@ -200,7 +200,7 @@ fn a_channel_failing_repeatedly_is_restarted_and_completes() {
 #[test]
 fn restarts_mid_channel_are_not_counted_as_resumed_channels() {
     let h = Harness::new(SimConfig {
-        guild: GuildSpec::uniform(1, 4_000),
+        guild: GuildSpec::uniform(1, 10_000),
         latency: Duration::from_millis(20),
         ..SimConfig::default()
     });
@@ -223,7 +223,10 @@ fn restarts_mid_channel_are_not_counted_as_resumed_channels() {
             < 2
         {
             assert!(Instant::now() < deadline, "the run makes progress");
-            assert!(!run.is_finished(), "the channel outlasts two pages");
+            assert!(
+                !run.is_finished(),
+                "the channel outlasts two pages (100, 20 ms each)"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         h.sim.state().set_faults(FaultSpec {

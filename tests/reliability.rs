@@ -469,6 +469,44 @@ fn the_invalid_request_budget_stops_a_run_before_half_of_discords_limit() {
     );
 }
 
+/// A run whose discovery fails still records the invalid responses it met: the next run's
+/// budget counts them (Discord's limit is per IP over 10 minutes, not per run).
+#[test]
+fn a_failed_discovery_records_its_invalid_responses_for_the_next_run() {
+    let h = Harness::small();
+    assert_eq!(h.run(h.settings(), RunOptions::default()).exit_code, 0);
+    let guild = h.settings().guilds[0].id;
+    h.sim.state().set_faults(FaultSpec {
+        refuse_paths: vec![format!("/guilds/{guild}/channels")],
+        ..FaultSpec::default()
+    });
+    let failed = h.try_run(h.settings(), RunOptions::default());
+    assert!(
+        matches!(failed, Err(RunError::Usage(_) | RunError::Discovery(_))),
+        "discovery fails: {failed:?}"
+    );
+    let refused = h
+        .sim
+        .state()
+        .request_log()
+        .iter()
+        .filter(|r| r.status == 403)
+        .count() as i64;
+    assert!(refused >= 1);
+    #[derive(diesel::QueryableByName)]
+    struct Invalid {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let last: Invalid = diesel::sql_query(
+        "SELECT json_extract(stats_json, '$.rate_limiter.invalid_responses') AS n \
+         FROM runs ORDER BY id DESC LIMIT 1",
+    )
+    .get_result(&mut h.conn())
+    .unwrap();
+    assert_eq!(last.n, refused);
+}
+
 /// Strictly before half: the budget must count the requests already in flight, or with many
 /// channels at once the responses still on their way push it past 5,000.
 #[test]

@@ -12,7 +12,7 @@ use super::messages::{
     AbortReason, Acquire, FetcherDone, LoadCheckpoint, LoadSlices, MarkSkipped, Outcome,
     ProgressEvent, SaveBatch,
 };
-use super::rate_limiter::{Feedback, RateLimiter};
+use super::rate_limiter::{Feedback, RateLimiter, RESET_CAP};
 use super::supervisor::Supervisor;
 use super::writer::{to_i64, Writer};
 use crate::config::{RateSettings, Settings};
@@ -141,9 +141,10 @@ impl Requester {
                     shared,
                 } => {
                     stats.rate_limit_errors += 1;
+                    let wait = obeyed_wait(*retry_after, self.rate.backoff_cap);
                     tracing::warn!(
                         route = %route,
-                        "waiting {retry_after:.1} s: rate limited{} in {what}",
+                        "waiting {wait:.1} s: rate limited{} in {what}",
                         if *global {
                             " (global)"
                         } else if *shared {
@@ -153,7 +154,7 @@ impl Requester {
                         }
                     );
                     permit.complete(Feedback::RateLimited {
-                        retry_after: *retry_after,
+                        retry_after: wait,
                         global: *global,
                         shared: *shared,
                     });
@@ -195,6 +196,19 @@ impl Requester {
             () = wait_for_shutdown(self.shutdown.clone()) => true,
         }
     }
+}
+
+/// How long a 429 is waited out: its `retry_after`, up to [`RESET_CAP`] or the configured
+/// backoff cap, whichever is longer. An absurd wait (a day) is sent and not enforced; obeyed,
+/// it would stall the run, while one that was real costs a single 429 more.
+pub fn obeyed_wait(retry_after: f64, backoff_cap: Duration) -> f64 {
+    let cap = RESET_CAP.max(backoff_cap).as_secs_f64();
+    if retry_after > cap {
+        tracing::warn!(
+            "a 429 asks to wait {retry_after:.1} s; waiting {cap:.0} s, the cap on announced waits"
+        );
+    }
+    retry_after.min(cap)
 }
 
 async fn wait_for_shutdown(mut shutdown: watch::Receiver<bool>) {
@@ -921,6 +935,17 @@ impl Actor for Fetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_429s_wait_is_obeyed_up_to_the_longer_of_60_s_and_the_backoff_cap() {
+        let default = Duration::from_secs(60);
+        assert_eq!(obeyed_wait(2.5, default), 2.5);
+        assert_eq!(obeyed_wait(64.57, default), 60.0);
+        assert_eq!(obeyed_wait(86_400.0, default), 60.0);
+        assert_eq!(obeyed_wait(90.0, Duration::from_secs(300)), 90.0);
+        assert_eq!(obeyed_wait(86_400.0, Duration::from_secs(300)), 300.0);
+        assert_eq!(obeyed_wait(75.0, Duration::from_millis(20)), 60.0);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

@@ -45,9 +45,11 @@ const LATE_CELLS: u32 = 2;
 const LOW_RATE_HEADROOM: Duration = Duration::from_millis(15);
 /// Sent this much after a bucket's announced reset, so rounding never puts us early.
 const RESET_MARGIN: Duration = Duration::from_millis(10);
-/// Waits announced by bucket headers are capped here, like a 429's retry_after (see
-/// [`crate::discord::error::WAIT_CAP`]).
-pub const RESET_CAP: Duration = crate::discord::error::WAIT_CAP;
+/// Waits the server announces are capped: absurd values are sent and not enforced, and
+/// well-known archivers cap them at this (DISCORD.md). A bucket's reset is capped here; a
+/// 429's retry_after at this or `backoff_cap_seconds`, whichever is longer (see
+/// [`super::fetcher::obeyed_wait`]).
+pub const RESET_CAP: Duration = Duration::from_secs(60);
 /// Two resets closer than this belong to the same window (reset-after is rounded).
 const SAME_WINDOW: Duration = Duration::from_millis(250);
 
@@ -101,9 +103,14 @@ impl InvalidBudget {
         let Some(at) = now.checked_sub(ago).filter(|_| ago < self.window) else {
             return;
         };
-        let room = self.stop_at.saturating_sub(self.times.len());
-        let count = usize::try_from(count).unwrap_or(usize::MAX).min(room);
+        let count = usize::try_from(count)
+            .unwrap_or(usize::MAX)
+            .min(self.stop_at);
         self.times.extend(std::iter::repeat_n(at, count));
+        // Past the stop level only the newest matter: they are the last to leave the window.
+        while self.times.len() > self.stop_at {
+            self.times.pop_front();
+        }
     }
 
     /// When the count leaves `room` invalid responses under the stop level, as seen now
@@ -224,8 +231,9 @@ struct Bucket {
     /// Windows without a 429 since the cap last changed.
     clean_windows: u32,
     /// The most requests a whole window has taken without a 429, and whether the current
-    /// window met one: a 429 below that level is likely not the bucket's own limit (a shared
-    /// limit, a hiccup) and is forgiven once before it caps the bucket.
+    /// window met one of ours: a 429 below that level is likely not the bucket's own limit (a
+    /// hiccup) and is forgiven, the level dropping to what that window took, so that another
+    /// such 429 before a window goes through cleanly above it caps the bucket.
     best_clean: u32,
     window_hit: bool,
     /// Fetchers waiting for their turn, first come first served. A dropped receiver means the
@@ -294,10 +302,11 @@ impl Bucket {
 
     /// A 429 (not a global one) on this bucket, to be waited out until `until`. `hidden`: the
     /// headers had promised room, so what this window took before it is the bucket's real
-    /// size, unless whole windows have taken more without a 429 (then it is forgiven once).
-    fn rate_limited(&mut self, until: Instant, hidden: bool) {
-        self.window_hit = true;
-        if hidden {
+    /// size, unless whole windows have taken more without a 429 (see `best_clean`). `shared`:
+    /// the resource's limit, not the bucket's: waited out, and nothing learned from it.
+    fn rate_limited(&mut self, until: Instant, hidden: bool, shared: bool) {
+        self.window_hit |= !shared;
+        if hidden && !shared {
             let took = self.window_grants.saturating_sub(1).max(1);
             if took < self.best_clean {
                 self.best_clean = took;
@@ -629,8 +638,8 @@ impl Handler<Release> for RateLimiter {
                     self.stats.invalid_responses += 1;
                     self.invalid.record(now);
                 }
-                // A 429's retry_after (capped when it was read) is obeyed in full: retrying
-                // earlier only earns another.
+                // A 429's retry_after (up to the cap, see `obeyed_wait`) is obeyed in full:
+                // retrying earlier only earns another.
                 let until = now + Duration::from_secs_f64(*retry_after) + RESET_MARGIN;
                 if *global {
                     self.stats.global_pauses += 1;
@@ -639,9 +648,9 @@ impl Handler<Release> for RateLimiter {
                     }
                 } else {
                     // Only where the headers had promised room: a 429 on a bucket we knew
-                    // nothing of yet says little about its size, and a shared one nothing.
-                    let hidden = !shared && bucket.remaining.is_some_and(|r| r > 0);
-                    bucket.rate_limited(until, hidden);
+                    // nothing of yet says little about its size.
+                    let hidden = bucket.remaining.is_some_and(|r| r > 0);
+                    bucket.rate_limited(until, hidden, *shared);
                 }
             }
         }
@@ -769,7 +778,7 @@ mod tests {
         for _ in 0..5 {
             b.grant(now);
         }
-        b.rate_limited(now, true);
+        b.rate_limited(now, true, false);
         assert_eq!(b.hidden_cap, Some(4));
         b.trusted = true;
         b.remaining = None;
@@ -792,7 +801,7 @@ mod tests {
         // It meets one again: tried after twice as many clean windows, then four times.
         for wait in [2 * FIRST_PROBE_WINDOWS, 4 * FIRST_PROBE_WINDOWS] {
             b.window_grants = 5;
-            b.rate_limited(now, true);
+            b.rate_limited(now, true, false);
             assert_eq!(b.hidden_cap, Some(4));
             // The window of the 429 is not a clean one.
             b.new_window();
@@ -811,7 +820,7 @@ mod tests {
         // The second request ever meets a 429 (headers promised room): held to one a window.
         b.grant(now);
         b.grant(now);
-        b.rate_limited(now, true);
+        b.rate_limited(now, true, false);
         assert_eq!(b.hidden_cap, Some(1));
         // The window of the 429 ends; after FIRST_PROBE_WINDOWS clean ones two a window are
         // tried, and once they go through, one more each window.
@@ -858,6 +867,29 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_429_teaches_nothing_about_the_bucket() {
+        let now = Instant::now();
+        let mut b = Bucket::default();
+        b.grant(now);
+        b.grant(now);
+        b.rate_limited(now, true, true);
+        assert_eq!(b.hidden_cap, None);
+        // Its window still counts as clean.
+        b.new_window();
+        assert_eq!(b.best_clean, 2);
+    }
+
+    #[test]
+    fn earlier_runs_beyond_the_stop_level_keep_the_newest() {
+        let mut b = InvalidBudget::new(Duration::from_secs(600), 3, 5);
+        b.record_earlier(Duration::from_secs(540), 3);
+        b.record_earlier(Duration::from_secs(60), 5);
+        // A minute on, the older run's three have left the window; the newer five have not.
+        let later = Instant::now() + Duration::from_secs(61);
+        assert_eq!(b.state(later, 0), BudgetState::Exhausted);
+    }
+
+    #[test]
     fn a_429_below_what_whole_windows_took_is_forgiven_once() {
         let now = Instant::now();
         let mut b = Bucket::default();
@@ -873,14 +905,14 @@ mod tests {
         // (someone else's limit, a hiccup): the bucket is not held to one request a window.
         b.grant(now);
         b.grant(now);
-        b.rate_limited(now, true);
+        b.rate_limited(now, true, false);
         assert_eq!(b.hidden_cap, None);
         // A window with a 429 never counts as clean; a second such 429 does cap the bucket.
         b.new_window();
         assert_eq!(b.best_clean, 1);
         b.grant(now);
         b.grant(now);
-        b.rate_limited(now, true);
+        b.rate_limited(now, true, false);
         assert_eq!(b.hidden_cap, Some(1));
     }
 

@@ -1,6 +1,5 @@
 //! Discord's failures sorted by what the archiver does about them.
 
-use std::time::Duration;
 use twilight_http::api_error::ApiError as TwilightApiError;
 use twilight_http::error::{Error as HttpError, ErrorType};
 
@@ -151,23 +150,15 @@ pub(crate) const TIMED_OUT: &str = "request timed out";
 const NOT_JSON: &str = "error response that is not JSON: ";
 const CONNECTION_ERROR: &str = "connection error: ";
 
-/// The longest any wait the server announces is obeyed: a 429's `retry_after` and a bucket's
-/// reset alike. Absurd values are sent and not enforced, and well-known archivers cap waits
-/// here too (DISCORD.md); a wait that was real costs one more 429 after it.
-pub const WAIT_CAP: Duration = Duration::from_secs(60);
-
 /// Discord sends float seconds; a negative, NaN or absurd value must not stall or spin us.
+/// (How long a 429 is actually waited out is decided where it is obeyed: see
+/// `fetcher::obeyed_wait`.)
 fn sanitize_retry_after(seconds: f64) -> f64 {
-    if !(seconds.is_finite() && seconds >= 0.0) {
-        return 1.0;
+    if seconds.is_finite() && seconds >= 0.0 {
+        seconds.min(24.0 * 3600.0)
+    } else {
+        1.0
     }
-    let cap = WAIT_CAP.as_secs_f64();
-    if seconds > cap {
-        tracing::warn!(
-            "a 429 asks to wait {seconds:.1} s; waiting {cap:.0} s, the cap on announced waits"
-        );
-    }
-    seconds.min(cap)
 }
 
 fn source_text(error: &HttpError) -> String {
@@ -219,11 +210,11 @@ mod tests {
 
     #[test]
     fn discords_429_bodies_keep_retry_after_and_global() {
-        let body = br#"{"message": "You are being rate limited.", "retry_after": 4.57, "global": true, "code": 0}"#;
+        let body = br#"{"message": "You are being rate limited.", "retry_after": 64.57, "global": true, "code": 0}"#;
         assert_eq!(
             ApiError::from_429_body(body),
             ApiError::RateLimited {
-                retry_after: 4.57,
+                retry_after: 64.57,
                 global: true,
                 shared: false
             }
@@ -250,13 +241,10 @@ mod tests {
 
     #[test]
     fn retry_after_is_sane() {
-        assert_eq!(sanitize_retry_after(2.5), 2.5);
+        assert_eq!(sanitize_retry_after(64.57), 64.57);
         assert_eq!(sanitize_retry_after(f64::NAN), 1.0);
         assert_eq!(sanitize_retry_after(-3.0), 1.0);
-        // Absurd waits are capped like absurd resets.
-        assert_eq!(sanitize_retry_after(75.0), 60.0);
-        assert_eq!(sanitize_retry_after(86_400.0), 60.0);
-        assert_eq!(sanitize_retry_after(1e12), 60.0);
+        assert_eq!(sanitize_retry_after(1e12), 86_400.0);
     }
 
     #[test]
