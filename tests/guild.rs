@@ -212,23 +212,13 @@ fn restarts_mid_channel_are_not_counted_as_resumed_channels() {
     let report = std::thread::scope(|scope| {
         let run = scope.spawn(|| h.run(settings, RunOptions::default()));
         // Once two pages are in, the next two requests fail: two restarts mid-channel.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while h
-            .sim
-            .state()
-            .request_log()
-            .iter()
-            .filter(|r| r.status == 200 && messages_channel(&r.path) == Some(channel))
-            .count()
-            < 2
-        {
-            assert!(Instant::now() < deadline, "the run makes progress");
-            assert!(
-                !run.is_finished(),
-                "the channel outlasts two pages (100, 20 ms each)"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let page = |r: &discord_archiver::simulator::LoggedRequest| {
+            r.status == 200 && messages_channel(&r.path) == Some(channel)
+        };
+        assert!(
+            await_requests(&h, 2, page, || !run.is_finished()),
+            "the channel outlasts two pages (100, 20 ms each)"
+        );
         h.sim.state().set_faults(FaultSpec {
             fail_first: vec![(channel, 2)],
             ..FaultSpec::default()

@@ -392,20 +392,8 @@ fn run_into_429s(h: &Harness, channels: usize) -> (RunReport, u64) {
     settings.rate.max_retries = u32::MAX;
     let report = std::thread::scope(|scope| {
         let run = scope.spawn(|| run_with_timeout(settings, Duration::from_secs(20)));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while h
-            .sim
-            .state()
-            .request_log()
-            .iter()
-            .filter(|r| page_request(r).is_some())
-            .count()
-            < channels
-            && !run.is_finished()
-        {
-            assert!(Instant::now() < deadline, "the run makes progress");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let page = |r: &simulator::LoggedRequest| page_request(r).is_some();
+        await_requests(h, channels, page, || !run.is_finished());
         h.sim.state().set_faults(FaultSpec {
             rate_limit_429: 1.0,
             retry_after: 0.001,

@@ -343,6 +343,36 @@ pub fn spawn_bin(
     cmd.spawn().expect("the binary starts")
 }
 
+/// Waits until `count` of the simulator's logged requests match `matching`, a minute at most
+/// (a safety net, not a timing); `false` if `running` says the run ended first.
+pub fn await_requests(
+    h: &Harness,
+    count: usize,
+    matching: impl Fn(&simulator::LoggedRequest) -> bool,
+    running: impl Fn() -> bool,
+) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while h
+        .sim
+        .state()
+        .request_log()
+        .iter()
+        .filter(|r| matching(r))
+        .count()
+        < count
+    {
+        if !running() {
+            return false;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run makes progress"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
 /// The `after=` cursor of a logged `GET /channels/{id}/messages` request, with its channel.
 pub fn page_request(r: &simulator::LoggedRequest) -> Option<(u64, u64)> {
     let rest = r.path.strip_prefix("/api/v10/channels/")?;
