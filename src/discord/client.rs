@@ -3,9 +3,9 @@
 //! twilight's own rate limiting is left out: our rate-limiter actor owns all limiting, and
 //! twilight 0.16 then makes exactly one request per call and hands back 429s with their
 //! `retry_after` and global flag (later versions retry 429s internally). Its limiter seam holds
-//! a [`ScopeTap`] that grants every request at once and only reads a 429's scope.
+//! a [`ScopeTap`] that grants every request at once and only reads a 429's headers.
 
-use super::error::ApiError;
+use super::error::{ApiError, RateLimitHint};
 use super::headers::RateLimitHeaders;
 use super::page::{self, parse_json, ChannelInfo, GuildInfo, MemberInfo, Page, ThreadList};
 use crate::config::{ApiBase, Token};
@@ -246,21 +246,15 @@ where
     // twilight asks its limiter for a ticket while building the request, here, on this thread.
     let response = request.into_future();
     let tapped = TAPPED.take();
-    response.await.map_err(|e| {
-        let mut error = ApiError::from_http(&e);
-        if let ApiError::RateLimited { shared, .. } = &mut error {
-            *shared = tapped
-                .and_then(scope)
-                .is_some_and(|s| s == RatelimitScope::Shared);
-        }
-        error
-    })
+    response
+        .await
+        .map_err(|e| ApiError::from_http(&e, tapped.map(hint).unwrap_or_default()))
 }
 
-/// twilight's limiter seam, used only to read each response's rate-limit scope: twilight 0.16
+/// twilight's limiter seam, used only to read each response's rate-limit headers: twilight 0.16
 /// keeps an error response's headers to itself, and whether a 429 is `shared` (someone else's
-/// use of the resource, not our bucket, and no invalid request) is only said there. Every
-/// request is granted at once.
+/// use of the resource, not our bucket, and no invalid request) is only said there, as is its
+/// wait when the body leaves it out. Every request is granted at once.
 #[derive(Debug)]
 struct ScopeTap;
 
@@ -289,14 +283,23 @@ impl Ratelimiter for ScopeTap {
     }
 }
 
-/// The scope twilight read from a finished response's headers. They are sent before the
+/// What twilight read from a finished response's rate-limit headers. They are sent before the
 /// response (or its error) is handed back, so they are there to take without waiting.
-fn scope(mut headers: TicketHeaders) -> Option<RatelimitScope> {
+fn hint(mut headers: TicketHeaders) -> RateLimitHint {
     let mut cx = Context::from_waker(Waker::noop());
+    let shared = |scope: Option<RatelimitScope>| scope == Some(RatelimitScope::Shared);
     match Pin::new(&mut headers).poll(&mut cx) {
-        Poll::Ready(Ok(Some(RatelimitHeaders::Present(p)))) => p.scope(),
-        Poll::Ready(Ok(Some(RatelimitHeaders::Global(g)))) => g.scope(),
-        _ => None,
+        Poll::Ready(Ok(Some(RatelimitHeaders::Present(p)))) => RateLimitHint {
+            shared: shared(p.scope()),
+            global: false,
+            wait: Some(p.reset_after() as f64 / 1000.0),
+        },
+        Poll::Ready(Ok(Some(RatelimitHeaders::Global(g)))) => RateLimitHint {
+            shared: shared(g.scope()),
+            global: true,
+            wait: Some(g.retry_after() as f64),
+        },
+        _ => RateLimitHint::default(),
     }
 }
 
@@ -363,6 +366,58 @@ mod tests {
         assert!(
             matches!(&result, Err(ApiError::Transient(why)) if why.contains("timed out")),
             "{result:?}"
+        );
+    }
+
+    /// Serves one canned response to one request and returns what the client made of it.
+    fn answer_once(response: &'static str) -> Result<Fetched<Page>, ApiError> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            stream.write_all(response.as_bytes()).unwrap();
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(async {
+            let base = ApiBase {
+                host_port: format!("127.0.0.1:{port}"),
+                use_http: true,
+            };
+            let client = DiscordClient::new(&Token::new("t"), Some(&base), Duration::from_secs(30));
+            client.messages_after(1, 0, 100).await
+        });
+        server.join().unwrap();
+        result
+    }
+
+    /// Discord always puts `retry_after` in a 429's body; a proxy or stand-in that only sends
+    /// the headers must still be waited out as long as they say, not a default second.
+    #[test]
+    fn a_429_without_retry_after_in_its_body_waits_as_its_headers_say() {
+        let global = answer_once(
+            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 7\r\nx-ratelimit-global: true\r\nx-ratelimit-scope: global\r\ncontent-length: 42\r\nconnection: close\r\n\r\n{\"message\": \"You are being rate limited.\"}",
+        );
+        assert!(
+            matches!(
+                global,
+                Err(ApiError::RateLimited { retry_after, global: true, shared: false }) if retry_after == 7.0
+            ),
+            "{global:?}"
+        );
+        let bucket = answer_once(
+            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 3\r\nx-ratelimit-limit: 5\r\nx-ratelimit-remaining: 0\r\nx-ratelimit-reset: 1700000002.5\r\nx-ratelimit-reset-after: 2.5\r\nx-ratelimit-bucket: abc\r\nx-ratelimit-scope: user\r\ncontent-length: 42\r\nconnection: close\r\n\r\n{\"message\": \"You are being rate limited.\"}",
+        );
+        assert!(
+            matches!(
+                bucket,
+                Err(ApiError::RateLimited { retry_after, global: false, shared: false }) if retry_after == 2.5
+            ),
+            "{bucket:?}"
         );
     }
 

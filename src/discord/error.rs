@@ -63,14 +63,16 @@ impl ApiError {
         matches!(self, ApiError::Transient(why) if why.starts_with(NOT_JSON))
     }
 
-    pub fn from_http(error: &HttpError) -> Self {
+    /// Classifies twilight's error; `hint` is what the response's rate-limit headers said, for
+    /// a 429.
+    pub fn from_http(error: &HttpError, hint: RateLimitHint) -> Self {
         match error.kind() {
             ErrorType::Unauthorized => ApiError::Unauthorized,
             ErrorType::Response {
                 body,
                 error,
                 status,
-            } => Self::from_response(status.get(), error, body),
+            } => Self::from_response(status.get(), error, body, hint),
             ErrorType::Parsing { body } => Self::from_unparsable_error_body(body),
             ErrorType::ServiceUnavailable { .. } => {
                 ApiError::Transient("HTTP 503 service unavailable".into())
@@ -83,7 +85,12 @@ impl ApiError {
         }
     }
 
-    fn from_response(status: u16, error: &TwilightApiError, body: &[u8]) -> Self {
+    fn from_response(
+        status: u16,
+        error: &TwilightApiError,
+        body: &[u8],
+        hint: RateLimitHint,
+    ) -> Self {
         let code = match error {
             TwilightApiError::General(general) => general.code,
             _ => 0,
@@ -92,33 +99,29 @@ impl ApiError {
             401 => ApiError::Unauthorized,
             403 => ApiError::NoAccess { code },
             404 => ApiError::NotFound { code },
-            429 => Self::from_429_body(body),
+            429 => Self::from_429_body(body, hint),
             500..=599 => ApiError::Transient(format!("HTTP {status}: {}", snippet(body))),
             _ => ApiError::Fatal(format!("HTTP {status}: {}", snippet(body))),
         }
     }
 
     /// Reads a 429's body ourselves: Discord's carries `"code": 0`, which twilight 0.16's
-    /// untagged `ApiError` takes for a general error, losing `retry_after` and `global`.
-    fn from_429_body(body: &[u8]) -> Self {
+    /// untagged `ApiError` takes for a general error, losing `retry_after` and `global`. A body
+    /// without `retry_after` falls back on the headers' wait, then on a second.
+    fn from_429_body(body: &[u8], hint: RateLimitHint) -> Self {
         #[derive(serde::Deserialize)]
         struct Body {
             retry_after: Option<f64>,
             #[serde(default)]
             global: bool,
         }
-        match serde_json::from_slice::<Body>(body) {
-            Ok(b) => ApiError::RateLimited {
-                retry_after: b.retry_after.map_or(1.0, sanitize_retry_after),
-                global: b.global,
-                shared: false,
-            },
-            // A 429 without Discord's body: wait a little rather than hammer.
-            Err(_) => ApiError::RateLimited {
-                retry_after: 1.0,
-                global: false,
-                shared: false,
-            },
+        let body = serde_json::from_slice::<Body>(body).ok();
+        let said = body.as_ref().and_then(|b| b.retry_after).or(hint.wait);
+        ApiError::RateLimited {
+            // Without any word on how long: wait a little rather than hammer.
+            retry_after: said.map_or(1.0, sanitize_retry_after),
+            global: body.is_some_and(|b| b.global) || hint.global,
+            shared: hint.shared,
         }
     }
 
@@ -143,6 +146,17 @@ impl ApiError {
             ApiError::Transient(format!("{NOT_JSON}{}", snippet(body)))
         }
     }
+}
+
+/// What a response's rate-limit headers said, as far as a 429's handling needs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RateLimitHint {
+    /// `X-RateLimit-Scope: shared`.
+    pub shared: bool,
+    /// `X-RateLimit-Global: true`.
+    pub global: bool,
+    /// Seconds to wait: `Retry-After` on a global 429, else `X-RateLimit-Reset-After`.
+    pub wait: Option<f64>,
 }
 
 /// Also the start of the exchange timeout's message (see `DiscordClient`).
@@ -212,7 +226,7 @@ mod tests {
     fn discords_429_bodies_keep_retry_after_and_global() {
         let body = br#"{"message": "You are being rate limited.", "retry_after": 64.57, "global": true, "code": 0}"#;
         assert_eq!(
-            ApiError::from_429_body(body),
+            ApiError::from_429_body(body, RateLimitHint::default()),
             ApiError::RateLimited {
                 retry_after: 64.57,
                 global: true,
@@ -222,7 +236,7 @@ mod tests {
         let body =
             br#"{"message": "You are being rate limited.", "retry_after": 0.5, "global": false}"#;
         assert_eq!(
-            ApiError::from_429_body(body),
+            ApiError::from_429_body(body, RateLimitHint::default()),
             ApiError::RateLimited {
                 retry_after: 0.5,
                 global: false,
@@ -230,13 +244,37 @@ mod tests {
             }
         );
         assert_eq!(
-            ApiError::from_429_body(b"{}"),
+            ApiError::from_429_body(b"{}", RateLimitHint::default()),
             ApiError::RateLimited {
                 retry_after: 1.0,
                 global: false,
                 shared: false
             }
         );
+    }
+
+    #[test]
+    fn a_429_body_without_retry_after_takes_the_headers_wait() {
+        let hint = RateLimitHint {
+            shared: false,
+            global: true,
+            wait: Some(3.0),
+        };
+        let body = br#"{"message": "You are being rate limited."}"#;
+        assert_eq!(
+            ApiError::from_429_body(body, hint),
+            ApiError::RateLimited {
+                retry_after: 3.0,
+                global: true,
+                shared: false
+            }
+        );
+        // The body's own figure wins, and a body that is not Discord's still gets the headers'.
+        let body = br#"{"retry_after": 0.25, "global": false}"#;
+        let said = ApiError::from_429_body(body, hint);
+        assert!(matches!(said, ApiError::RateLimited { retry_after, .. } if retry_after == 0.25));
+        let said = ApiError::from_429_body(b"slow down", hint);
+        assert!(matches!(said, ApiError::RateLimited { retry_after, .. } if retry_after == 3.0));
     }
 
     #[test]
