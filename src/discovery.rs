@@ -5,7 +5,7 @@
 //! threads, and the archived public and private threads of every channel that can have them.
 //! Every request goes through the same rate limiter as the fetchers'.
 
-use crate::actors::fetcher::{skip_reason, ChannelJob, Failure, Requester};
+use crate::actors::fetcher::{skip_reason, ChannelJob, Failure, Requester, EMPTY_PAGE_SKIP};
 use crate::actors::messages::{LoadChannels, LoadCheckpoints, MarkSkipped, RecordChannels};
 use crate::actors::writer::{to_i64, Writer};
 use crate::config::{GuildTarget, Settings};
@@ -171,12 +171,12 @@ impl Ctx<'_> {
         // its permissions and be checking.
         let named = self.settings.channels.contains(&info.id);
         if let Some(known) = self.known.get(&info.id).filter(|_| !named) {
-            // Skips decided by permission math are decided afresh each run; only a channel that
-            // answered 403/404 waits a day before it is asked again.
-            let answered = known
-                .skip_reason
-                .as_deref()
-                .is_some_and(|r| !r.starts_with(PERMISSION_SKIP));
+            // Skips decided by permission math or by an empty history (`200 []`) are decided
+            // afresh each run; only a channel that answered 403/404 waits a day before it is
+            // asked again (those answers count against the invalid-request limit).
+            let answered = known.skip_reason.as_deref().is_some_and(|r| {
+                !r.starts_with(PERMISSION_SKIP) && !r.starts_with(EMPTY_PAGE_SKIP)
+            });
             if let (true, Some(reason), Some(at)) =
                 (answered, &known.skip_reason, &known.skipped_at)
             {

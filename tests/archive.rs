@@ -224,6 +224,26 @@ fn explicit_ranges_never_move_a_checkpoint_past_a_gap() {
     assert_same_rows(&h.archived(), &expected);
 }
 
+/// `--limit` below a page asks Discord for no more than that.
+#[test]
+fn a_limit_below_a_page_asks_for_no_more() {
+    let h = Harness::small();
+    let channel = h.channel_id("three-thousand");
+    let truth = h.sim.state().truth(channel);
+    let mut settings = h.settings();
+    settings.guilds.clear();
+    settings.channels = vec![channel];
+    settings.bounds.after = Some(truth[10].0);
+    settings.bounds.limit = Some(5);
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert_eq!(report.totals.total_processed, 5);
+    let requests = h.requests();
+    let asked = message_requests(&requests);
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(asked[0].contains("limit=5"), "{asked:?}");
+}
+
 #[test]
 fn resuming_never_needs_the_checkpoint_message() {
     let h = Harness::small();
@@ -475,7 +495,8 @@ fn the_totals_count_every_429_discoverys_too() {
 }
 
 /// A server whose messages route ignores `after` answers the same full page forever: the
-/// channel fails (exit 1) instead of paging in place until someone kills the run.
+/// channel fails (exit 1) instead of paging in place until someone kills the run, and is not
+/// restarted (asking again brings the same page).
 #[test]
 fn a_server_ignoring_after_fails_the_channel_instead_of_looping() {
     let h = Harness::new(SimConfig {
@@ -487,17 +508,64 @@ fn a_server_ignoring_after_fails_the_channel_instead_of_looping() {
         ignore_cursor: vec![stuck],
         ..FaultSpec::default()
     });
-    let mut settings = h.settings();
-    settings.fetch.max_restarts = 1;
-    let report = h.run(settings, RunOptions::default());
+    let report = h.run(h.settings(), RunOptions::default());
     assert_eq!(report.exit_code, 1, "{report:#?}");
     assert!(
         matches!(&report.channels[&stuck].status, ChannelStatus::Failed(why) if why.contains("after")),
         "{:?}",
         report.channels[&stuck].status
     );
+    assert_eq!(report.channels[&stuck].stats.restarts, 0);
     let pages = message_requests(&h.requests()).len();
-    assert!(pages < 20, "{pages} requests");
+    assert!(pages < 10, "{pages} requests");
+}
+
+/// Discord ends a channel with a page shorter than `limit`, but a server that answers fewer
+/// per page (a stand-in or proxy with a smaller page size) sends short pages all along. While
+/// the listing names a newer message, a short page is not taken as the end: the checkpoint
+/// never claims messages that were not fetched, and every message is archived.
+#[test]
+fn a_short_page_before_the_listed_newest_message_is_not_the_end() {
+    let h = Harness::new(SimConfig {
+        guild: one_channel("halves", 450),
+        ..SimConfig::default()
+    });
+    let halves = h.channel_id("halves");
+    h.sim.state().set_faults(FaultSpec {
+        short_pages: vec![halves],
+        ..FaultSpec::default()
+    });
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert_eq!(report.totals.total_processed, 450);
+    assert_eq!(h.archived(), h.expected_in(&[halves], &BTreeSet::new()));
+    // 450 messages at 50 a page: the last one reaches the listed newest message.
+    assert_eq!(message_requests(&h.requests()).len(), 9);
+}
+
+/// A 404 on the messages route without Discord's Unknown Channel code (10003) is a server
+/// that does not serve the route (a wrong API base, a partial proxy), not a deleted channel:
+/// the channel fails (exit 1), naming what to check, instead of being skipped as gone.
+#[test]
+fn a_404_that_is_not_unknown_channel_fails_instead_of_skipping() {
+    let h = Harness::new(SimConfig {
+        guild: one_channel("general", 150),
+        ..SimConfig::default()
+    });
+    let general = h.channel_id("general");
+    h.sim.state().set_faults(FaultSpec {
+        unserved_paths: vec![format!("/channels/{general}/messages")],
+        ..FaultSpec::default()
+    });
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 1, "{report:#?}");
+    assert!(
+        matches!(&report.channels[&general].status, ChannelStatus::Failed(why) if why.contains("--api-base")),
+        "{:?}",
+        report.channels[&general].status
+    );
+    assert_eq!(report.channels[&general].stats.restarts, 0);
+    assert!(h.checkpoints().is_empty());
 }
 
 /// A channel whose messages were all deleted still lists the last one's ID. With the bot's

@@ -591,6 +591,36 @@ fn unserved_lookups_answered_in_plain_text_are_asked_once() {
     archive_without_the_optional_lookups(true);
 }
 
+/// Without the permission math, a channel without Read Message History is found by its
+/// empty answer (`200 []`) and skipped. Unlike a 403 or 404, asking again costs no invalid
+/// request, and the permission may be granted any time: the next run asks again, not a day
+/// later.
+#[test]
+fn a_channel_skipped_for_an_empty_history_is_asked_again_next_run() {
+    let h = full();
+    let guild = h.sim.state().guild_id();
+    let channel = h.channel_id("no-history");
+    h.sim.state().set_faults(FaultSpec {
+        unserved_paths: vec!["/users/@me".into(), format!("/guilds/{guild}")],
+        ..FaultSpec::default()
+    });
+    for run in 0..2 {
+        let report = h.run(h.settings(), RunOptions::default());
+        assert_eq!(report.exit_code, 0, "{report:#?}");
+        assert!(
+            matches!(
+                &report.channels[&channel].status,
+                ChannelStatus::Skipped(why) if why.contains("Read Message History") && !why.contains("day later")
+            ),
+            "run {run}: {:?}",
+            report.channels[&channel].status
+        );
+    }
+    let path = format!("/api/v10/channels/{channel}/messages?");
+    let asked = h.requests().iter().filter(|r| r.starts_with(&path)).count();
+    assert_eq!(asked, 2, "asked on each run");
+}
+
 /// Discord lists a guild's roles in the guild object and at `/guilds/{id}/roles`: without the
 /// first, the second keeps the permission math, so a hidden channel is not even asked.
 #[test]

@@ -260,22 +260,35 @@ pub async fn archive_channel(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats
         }
         Err(Failure::Api(ApiError::Cloudflare)) => Outcome::Abort(AbortReason::Cloudflare),
         Err(Failure::InvalidRequestBudget) => Outcome::Abort(AbortReason::InvalidRequests),
+        Err(Failure::Api(ApiError::NotFound { code })) if code != UNKNOWN_CHANNEL => {
+            // Discord says 10003 of a channel that is gone; anything else (Discord's own
+            // unknown-route answer has code 0) is a server that does not serve this route.
+            Outcome::FailedForGood(format!(
+                "HTTP 404 with code {code} for the channel's messages, not Discord's Unknown Channel ({UNKNOWN_CHANNEL}): the server does not serve this route; check --api-base"
+            ))
+        }
         Err(Failure::Api(e @ (ApiError::NoAccess { .. } | ApiError::NotFound { .. }))) => {
             let reason = skip_reason(&e);
             record_skip(env, job, &reason).await;
             Outcome::Skipped(reason)
         }
+        Err(Failure::Api(e @ ApiError::Fatal(_))) => Outcome::FailedForGood(e.to_string()),
         Err(Failure::Api(e)) => Outcome::Failed(e.to_string()),
         Err(Failure::Exhausted(e)) => Outcome::Failed(format!("gave up after retries: {e}")),
     }
 }
+
+/// Discord's JSON error code for a channel that does not exist (any more).
+const UNKNOWN_CHANNEL: u64 = 10003;
 
 /// The reason a channel is skipped, in words a user can act on.
 pub fn skip_reason(e: &ApiError) -> String {
     match e {
         ApiError::NoAccess { code: 50013 } => "no access: missing permissions (403, 50013)".into(),
         ApiError::NoAccess { code } => format!("no access: missing access (403, {code})"),
-        ApiError::NotFound { code: 10003 } => "unknown channel (404, 10003)".into(),
+        ApiError::NotFound {
+            code: UNKNOWN_CHANNEL,
+        } => "unknown channel (404, 10003)".into(),
         ApiError::NotFound { code } => format!("not found (404, {code})"),
         other => other.to_string(),
     }
@@ -371,6 +384,10 @@ struct Counters {
     left: Cell<Option<u64>>,
 }
 
+/// How the skip of a channel whose history came back empty starts: such a channel costs no
+/// invalid request to ask again, so it is not left alone for a day like a 403 or 404.
+pub const EMPTY_PAGE_SKIP: &str = "no message visible";
+
 /// A channel this much longer than one page's time span, in pages, is split.
 const SPLIT_MIN_PAGES: u64 = 40;
 /// At most this many spans of one channel in flight: enough to keep a loose per-channel
@@ -438,7 +455,7 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
                 // Nothing of this channel was ever seen: most likely unreadable, so it is
                 // reported and skipped like a 403, not recorded as archived.
                 let reason = format!(
-                    "no message visible although the channel lists message {newest}: missing Read Message History? (Discord answers an empty page)"
+                    "{EMPTY_PAGE_SKIP} although the channel lists message {newest}: missing Read Message History? (Discord answers an empty page)"
                 );
                 record_skip(env, job, &reason).await;
                 return Ok(Outcome::Skipped(reason));
@@ -632,10 +649,16 @@ async fn fetch_span(
     loop {
         let route = Route::ChannelMessages(job.channel_id);
         let client = &env.requester.client;
+        // With `--limit`, no more than are still wanted.
+        let limit = counters.left.get().map_or(PAGE_LIMIT, |left| {
+            u16::try_from(left)
+                .unwrap_or(PAGE_LIMIT)
+                .clamp(1, PAGE_LIMIT)
+        });
         let fetched = env
             .requester
             .request_for(&what, route, stats, || {
-                client.messages_after(job.channel_id, cursor, PAGE_LIMIT)
+                client.messages_after(job.channel_id, cursor, limit)
             })
             .await;
         let page = match fetched {
@@ -657,7 +680,7 @@ async fn fetch_span(
                 return Ok(SpanEnd::NothingVisible { cursor, newest });
             }
         }
-        let full_page = page.returned >= usize::from(PAGE_LIMIT);
+        let full_page = page.returned >= usize::from(limit);
         let page_ms = match (page.messages.first(), page.messages.last()) {
             (Some(a), Some(b)) => snowflake_ms(b.id).saturating_sub(snowflake_ms(a.id)),
             _ => 0,
@@ -719,7 +742,18 @@ async fn fetch_span(
                 "a full page of messages, none after {cursor}: the server ignores `after`, so paging cannot go on, and this channel's checkpoint may claim messages never fetched (once the server is fixed, fetch them with --after 1)"
             ))));
         }
-        let at_end = !full_page || page_max.is_none();
+        let mut at_end = !full_page || page_max.is_none();
+        if at_end && !cut_by_range && !cut_by_bounds && page_max.is_some() {
+            // A short page is the end, yet the span was known to reach further (a listing's
+            // newer message, or a later slice's start): ask once more from here before claiming
+            // the rest as fetched. An empty answer confirms the end (the newer message was
+            // deleted); anything else is paged on.
+            let target = span.until.or(job.newest);
+            at_end = match (target, page_max) {
+                (Some(target), Some(max)) => max >= target,
+                _ => true,
+            };
+        }
         if at_end || cut_by_range || cut_by_bounds || counters.left.get() == Some(0) {
             let how = if cut_by_bounds || (counters.left.get() == Some(0) && !at_end) {
                 Flush::Bounded

@@ -112,6 +112,9 @@ pub enum Outcome {
     Skipped(String),
     /// Retries exhausted, a panic, a writer error for its batch: the supervisor may restart it.
     Failed(String),
+    /// An answer that asking again cannot change (a 400, a server that ignores `after`): not
+    /// restarted.
+    FailedForGood(String),
     /// Shutdown was requested; everything fetched was committed.
     Interrupted,
     /// The whole run must stop (401, Cloudflare ban, storage failure).

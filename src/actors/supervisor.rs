@@ -189,6 +189,10 @@ impl Handler<FetcherDone> for Supervisor {
                 report.status = ChannelStatus::Failed(format!("{reason:?}"));
                 self.stop_all(StopReason::Abort(reason));
             }
+            Outcome::FailedForGood(why) => {
+                tracing::error!(channel = channel_id, "failed for good: {why}");
+                report.status = ChannelStatus::Failed(why);
+            }
             Outcome::Failed(why) => {
                 let restarts = self.restarts.entry(channel_id).or_default();
                 if self.stopped.is_none() && *restarts < self.settings.fetch.max_restarts {

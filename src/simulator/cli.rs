@@ -176,6 +176,7 @@ impl SimulateArgs {
                 unserved_paths: Vec::new(),
                 unserved_plain: false,
                 ignore_cursor: Vec::new(),
+                short_pages: Vec::new(),
             },
             workers: self.workers.max(1),
             message_content_intent: true,

@@ -52,6 +52,9 @@ pub struct FaultSpec {
     /// Channels whose messages route ignores its cursor and always answers the newest page, as
     /// a broken stand-in might: a client must notice that paging makes no progress.
     pub ignore_cursor: Vec<u64>,
+    /// Channels whose messages route answers at most half the `limit` asked for (as a
+    /// stand-in or proxy with a smaller page size might): a short page there is not the end.
+    pub short_pages: Vec<u64>,
 }
 
 impl Default for FaultSpec {
@@ -74,6 +77,7 @@ impl Default for FaultSpec {
             unserved_paths: Vec::new(),
             unserved_plain: false,
             ignore_cursor: Vec::new(),
+            short_pages: Vec::new(),
         }
     }
 }
@@ -86,6 +90,7 @@ impl FaultSpec {
             && self.refuse_paths.is_empty()
             && self.unserved_paths.is_empty()
             && self.ignore_cursor.is_empty()
+            && self.short_pages.is_empty()
             && self.table().iter().all(|&(p, _)| p <= 0.0)
     }
 
@@ -212,6 +217,16 @@ impl Faults {
     /// Whether `channel`'s messages route ignores its cursor ([`FaultSpec::ignore_cursor`]).
     pub(crate) fn ignores_cursor(&self, channel: u64) -> bool {
         self.spec.lock().unwrap().ignore_cursor.contains(&channel)
+    }
+
+    /// The page size `channel`'s messages route answers when asked for `limit`
+    /// ([`FaultSpec::short_pages`]).
+    pub(crate) fn page_limit(&self, channel: u64, limit: usize) -> usize {
+        if self.spec.lock().unwrap().short_pages.contains(&channel) {
+            (limit / 2).max(1)
+        } else {
+            limit
+        }
     }
 
     /// Whether `path` is one of [`FaultSpec::unserved_paths`], and if so whether it is

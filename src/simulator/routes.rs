@@ -459,6 +459,7 @@ fn route_answer(state: &SimState, route: Route<'_>, query: &str) -> Answer {
                             } else {
                                 cursor
                             };
+                            let limit = state.faults.page_limit(id, limit);
                             let page = ch.page(cursor, limit, &deleted);
                             let mut out = String::with_capacity(page.len() * 1100 + 2);
                             model.write_page(&mut out, ch, &page, &deleted);
