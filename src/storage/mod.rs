@@ -202,6 +202,19 @@ fn check_ours(conn: &mut SqliteConnection, path: &Path) -> Result<(), StorageErr
     let interrupted_init = tables.iter().all(|t| t == "__diesel_schema_migrations")
         && MigrationHarness::<diesel::sqlite::Sqlite>::applied_migrations(conn)
             .is_ok_and(|v| v.is_empty());
+    let others = queries::other_schema_objects(conn).map_err(|source| StorageError::NotOurs {
+        path: path.to_owned(),
+        reason: format!("unreadable as SQLite ({source})"),
+    })?;
+    if !others.is_empty() {
+        return Err(StorageError::NotOurs {
+            path: path.to_owned(),
+            reason: format!(
+                "a SQLite database that is not a discord-archiver archive (it has {})",
+                others.join(", ")
+            ),
+        });
+    }
     if tables.is_empty() || interrupted_init {
         // No tables yet, but another program may have claimed the file already.
         let claimed: Vec<(&str, i64)> = ["application_id", "user_version"]
@@ -663,6 +676,13 @@ mod tests {
         let err = refused_untouched(&other);
         assert!(err.to_string().contains("users"));
         assert!(matches!(open_ro(&other), Err(StorageError::NotOurs { .. })));
+
+        // No table at all, only a view: still someone else's.
+        let views = dir.path().join("views.db");
+        drop(other_program(&views, "CREATE VIEW answer AS SELECT 42;"));
+        let err = refused_untouched(&views);
+        assert!(err.to_string().contains("answer (view)"), "{err}");
+        assert!(matches!(open_ro(&views), Err(StorageError::NotOurs { .. })));
     }
 
     fn listing(dir: &Path) -> Vec<String> {

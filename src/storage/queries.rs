@@ -409,6 +409,16 @@ pub fn table_names(conn: &mut SqliteConnection) -> QueryResult<Vec<String>> {
     Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
+/// The views and triggers in the database, as `name (kind)`: our schema has none, so any is a
+/// sign of another program's database even when it has no table.
+pub fn other_schema_objects(conn: &mut SqliteConnection) -> QueryResult<Vec<String>> {
+    let rows: Vec<Name> = diesel::sql_query(
+        "SELECT name || ' (' || type || ')' AS name FROM sqlite_master WHERE type IN ('view', 'trigger') ORDER BY name",
+    )
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
 pub fn meta_value(conn: &mut SqliteConnection, key: &str) -> QueryResult<Option<String>> {
     archive_meta::table
         .find(key)
