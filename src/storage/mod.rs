@@ -423,6 +423,14 @@ pub fn open_ro(path: &Path) -> Result<SqliteConnection, StorageError> {
     let mut conn = judge_read_only(path)?;
     conn.batch_execute("PRAGMA busy_timeout = 10000;")
         .map_err(sqlite_err(path, "setting pragmas"))?;
+    // A blank SQLite file (or one whose first run was killed before its migrations) passes as
+    // ours, to be set up by `archive`; there is nothing in it to read yet.
+    let tables = queries::table_names(&mut conn).map_err(sqlite_err(path, "reading the schema"))?;
+    if !tables.iter().any(|t| t == "archive_meta") {
+        return Err(StorageError::Missing {
+            path: path.to_owned(),
+        });
+    }
     Ok(conn)
 }
 
@@ -808,6 +816,8 @@ mod tests {
             "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL, \
              run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);",
         ));
+        // Nothing to read yet: `status` and `export` say so instead of failing on a missing table.
+        assert!(matches!(open_ro(&path), Err(StorageError::Missing { .. })));
         let mut archive = open_rw(&path).unwrap();
         assert_eq!(
             queries::meta_value(&mut archive.conn, "application")
@@ -815,6 +825,19 @@ mod tests {
                 .as_deref(),
             Some(APPLICATION)
         );
+    }
+
+    #[test]
+    fn a_blank_sqlite_file_has_no_archive_to_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blank.db");
+        drop(other_program(&path, "PRAGMA user_version = 0; VACUUM;"));
+        assert!(std::fs::metadata(&path).unwrap().len() > 0);
+        let Err(err) = open_ro(&path) else {
+            panic!("a blank file opened as an archive");
+        };
+        assert!(matches!(err, StorageError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("no archive here"), "{err}");
     }
 
     #[test]
