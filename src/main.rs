@@ -113,7 +113,10 @@ fn finish(result: Result<RunReport, app::RunError>, stats_json: Option<&std::pat
                     report.totals.from_people()
                 );
             }
-            print!("{}", report::summary(&report));
+            // The run's outcome stands whatever becomes of its printed summary.
+            if let Err(e) = emit(&report::summary(&report)) {
+                eprintln!("error: printing the summary: {e}");
+            }
             if let Some(path) = stats_json {
                 let json = serde_json::to_string_pretty(&report).expect("reports serialize");
                 if let Err(e) = std::fs::write(path, json) {
@@ -139,19 +142,31 @@ fn status(settings: &config::StatusSettings) -> i32 {
             let last_run = storage::queries::last_run(&mut conn).context("reading the runs")?;
             Ok((rows, last_run))
         });
-    match read {
-        Ok((rows, _)) if settings.json => {
-            println!("{}", report::status_json(&rows));
-            0
-        }
-        Ok((rows, last_run)) => {
-            print!("{}", report::status_table(&rows, last_run.as_ref()));
-            0
-        }
+    let printed = match read {
+        Ok((rows, _)) if settings.json => emit(&format!("{}\n", report::status_json(&rows))),
+        Ok((rows, last_run)) => emit(&report::status_table(&rows, last_run.as_ref())),
         Err(e) => {
             eprintln!("error: {e:#}");
-            2
+            return 2;
         }
+    };
+    match printed {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: printing the status: {e}");
+            1
+        }
+    }
+}
+
+/// Writes to standard output. A reader that closed early (`status --json | head -1`) has all
+/// it wanted: that is not an error, and it must not panic as `print!` would.
+fn emit(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 

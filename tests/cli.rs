@@ -81,6 +81,36 @@ fn archive_status_and_export_through_the_binary() {
     assert!(lines.iter().all(|l| raws.contains(l.as_str())));
 }
 
+/// `status --json | head -1`: a reader that has closed its end wants nothing more. Every
+/// command that prints ends as it would have, without a panic. The pipe's reading end is
+/// closed before the command starts, so every write meets it closed.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let h = Harness::small();
+    let archive = h.archive_args();
+    let db = h.db.display().to_string();
+    let runs: [(Vec<&str>, i32); 4] = [
+        (archive.iter().map(String::as_str).collect(), 0),
+        (vec!["status", "--db", &db, "--json"], 0),
+        (vec!["status", "--db", &db], 0),
+        (vec!["export", "--db", &db], 0),
+    ];
+    for (args, code) in runs {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_discord-archiver"))
+            .args(&args)
+            .env("DISCORD_TOKEN", TOKEN)
+            .env_remove("RUST_LOG")
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn a_missing_token_is_a_usage_error() {
     let h = Harness::small();
