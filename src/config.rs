@@ -1002,7 +1002,10 @@ impl FileContext<'_> {
         if message.starts_with("unknown field") {
             message.push_str(" (check the spelling against the README's example config)");
         }
-        match span.and_then(|s| key_at(self.text, s)) {
+        // A broken table header is blamed on its own name: the error-tolerant tree would
+        // give its span to whichever table it recovered around it.
+        let key = span.and_then(|s| header_at(self.text, s.start).or_else(|| key_at(self.text, s)));
+        match key {
             Some(key) => ConfigError::FileValue {
                 path: self.path.to_owned(),
                 line,
@@ -1078,6 +1081,17 @@ fn key_at(text: &str, span: Range<usize>) -> Option<String> {
     best.map(|(_, key)| key)
         .filter(|key| !key.is_empty())
         .or_else(|| bare_key_at(text, span))
+}
+
+/// The table named on the line holding byte `offset`, when that line is a table header
+/// (`[fetch]`, `[[guilds]]`, or a broken `[filters`).
+fn header_at(text: &str, offset: usize) -> Option<String> {
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?.trim_start();
+    let name = line.strip_prefix('[')?.trim_start_matches('[');
+    let name = name[..name.find(']').unwrap_or(name.len())].trim();
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    (!name.is_empty() && name.chars().all(is_key_char)).then(|| name.to_owned())
 }
 
 /// The tree keeps only the first of two duplicate keys, so a "duplicate key" span points
@@ -1698,6 +1712,13 @@ id = 234567890123456789
             "duplicate key",
         );
         assert_file_error("[fetch]\n[filters]\n[fetch]\n", "fetch", 3, "duplicate");
+        // A broken header names its own table, not a neighbour the parser recovered around it.
+        assert_file_error(
+            "[fetch]\nbatch_size = 100\n\n[filters\nskip_bots = true\n\n[[guilds]]\nid = 1\n",
+            "filters",
+            4,
+            "unclosed table",
+        );
     }
 
     #[test]
