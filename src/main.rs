@@ -146,7 +146,7 @@ fn status(settings: &config::StatusSettings) -> i32 {
         Ok((rows, _)) if settings.json => emit(&format!("{}\n", report::status_json(&rows))),
         Ok((rows, last_run)) => emit(&report::status_table(&rows, last_run.as_ref())),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", with_hint(&e));
             return 2;
         }
     };
@@ -156,6 +156,18 @@ fn status(settings: &config::StatusSettings) -> i32 {
             eprintln!("error: printing the status: {e}");
             1
         }
+    }
+}
+
+/// An error reading the archive, with what to do about it when SQLite's words say (a damaged
+/// file, a lock held by another program), unless the error already says it.
+fn with_hint(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    let hint = storage::hint(&text);
+    if text.ends_with(hint) {
+        text
+    } else {
+        text + hint
     }
 }
 
@@ -252,7 +264,7 @@ fn export(settings: &config::ExportSettings) -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", with_hint(&e));
             2
         }
     }

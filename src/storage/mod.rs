@@ -44,25 +44,25 @@ pub enum StorageError {
     NewerSchema { path: PathBuf, version: String },
     #[error("{path}: another discord-archiver is writing to this archive; wait for it to finish or use another --db")]
     Locked { path: PathBuf },
-    #[error("{path}: {context}: {source}{}", disk_hint(&source.to_string()))]
+    #[error("{path}: {context}: {source}{}", hint(&source.to_string()))]
     Sqlite {
         path: PathBuf,
         context: &'static str,
         source: diesel::result::Error,
     },
-    #[error("{path}: cannot open: {source}")]
+    #[error("{path}: cannot open: {source}{}", hint(&source.to_string()))]
     Connect {
         path: PathBuf,
         source: diesel::ConnectionError,
     },
-    #[error("{path}: database migration failed: {message}{}", disk_hint(message))]
+    #[error("{path}: database migration failed: {message}{}", hint(message))]
     Migration { path: PathBuf, message: String },
     #[error("the archive was already closed")]
     Closed,
     /// The test hook that simulates a crash right after a given commit fired.
     #[error("the writer was halted (test hook)")]
     Halted,
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{}", hint(&source.to_string()))]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -108,11 +108,26 @@ impl StorageError {
     }
 }
 
+/// What to do about a storage error, from its text (SQLite's messages are its only account):
 /// SQLite says "disk I/O error" when it cannot even grow its shared-memory file on a full disk
-/// (and "database or disk is full" when a page write fails): say what to do in both cases.
-fn disk_hint(text: &str) -> &'static str {
+/// (and "database or disk is full" when a page write fails).
+pub fn hint(text: &str) -> &'static str {
     if text.contains("disk is full") || text.contains("disk I/O error") {
         " (is the disk full, or the file system read-only? Free some space, or choose another --db)"
+    } else if text.contains("database is locked") || text.contains("database table is locked") {
+        " (another program has the archive open and is writing to it: close it, or wait for it, and try again)"
+    } else if text.contains("malformed")
+        || text.contains("file is not a database")
+        || text.contains("Error deserializing field")
+    {
+        " (the archive is damaged: keep a copy of it, and recover what it holds with `sqlite3 ARCHIVE .recover`)"
+    } else if text.contains("readonly database")
+        || text.contains("Read-only file system")
+        || text.contains("Permission denied")
+    {
+        " (the archive or its directory cannot be written: check their permissions, or choose another --db)"
+    } else if text.contains("unable to open database file") {
+        " (check that --db names a file in a directory you may write to)"
     } else {
         ""
     }
@@ -805,6 +820,44 @@ mod tests {
             message: "no such table: x".into(),
         };
         assert!(!err.to_string().contains("disk"), "{err}");
+        for (sqlite_says, what_to_do) in [
+            ("database is locked", "another program"),
+            ("database disk image is malformed", "damaged"),
+            ("file is not a database", "damaged"),
+            ("attempt to write a readonly database", "cannot be written"),
+            ("Read-only file system (os error 30)", "cannot be written"),
+        ] {
+            let err = StorageError::Migration {
+                path: PathBuf::from("a.db"),
+                message: sqlite_says.into(),
+            };
+            assert!(err.to_string().contains(what_to_do), "{err}");
+        }
+    }
+
+    /// A damaged archive is named as such, with what to do, not only in SQLite's words.
+    #[test]
+    fn a_damaged_archive_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        drop(open_rw(&path).unwrap());
+        // Garbage over every page but the first (the header and the schema's root).
+        let mut bytes = std::fs::read(&path).unwrap();
+        let page = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
+        let page = if page == 1 { 65_536 } else { page };
+        for (i, b) in bytes.iter_mut().enumerate().skip(page) {
+            *b = (i % 251) as u8;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let err = match open_ro(&path) {
+            Err(e) => e.to_string(),
+            Ok(mut conn) => queries::channel_status(&mut conn)
+                .map_err(sqlite_err(&path, "reading the archive"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+        };
+        assert!(err.contains("damaged"), "{err}");
     }
 
     #[test]
