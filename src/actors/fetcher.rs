@@ -141,7 +141,7 @@ impl Requester {
                     shared,
                 } => {
                     stats.rate_limit_errors += 1;
-                    let wait = obeyed_wait(*retry_after, self.rate.backoff_cap);
+                    let wait = rate_limit_wait(*retry_after, retries, self.rate.backoff_cap);
                     tracing::warn!(
                         route = %route,
                         "waiting {wait:.1} s: rate limited{} in {what}",
@@ -195,6 +195,16 @@ impl Requester {
             () = tokio::time::sleep(wait) => false,
             () = wait_for_shutdown(self.shutdown.clone()) => true,
         }
+    }
+}
+
+/// How long the `retries`-th retry waits after a 429: what it said (see [`obeyed_wait`]), or,
+/// when neither its body nor its headers said, a backoff that grows with each retry, rather
+/// than a knock once a second on a door that stays shut.
+pub fn rate_limit_wait(retry_after: Option<f64>, retries: u32, backoff_cap: Duration) -> f64 {
+    match retry_after {
+        Some(said) => obeyed_wait(said, backoff_cap),
+        None => backoff(retries + 1, backoff_cap).as_secs_f64(),
     }
 }
 
@@ -979,6 +989,17 @@ mod tests {
         assert_eq!(obeyed_wait(90.0, Duration::from_secs(300)), 90.0);
         assert_eq!(obeyed_wait(86_400.0, Duration::from_secs(300)), 300.0);
         assert_eq!(obeyed_wait(75.0, Duration::from_millis(20)), 60.0);
+    }
+
+    /// A 429 that says how long is obeyed each time; one that does not is backed off from,
+    /// longer on each retry (it used to be retried every second, up to the retry limit).
+    #[test]
+    fn a_429_that_does_not_say_how_long_is_backed_off_from() {
+        let cap = Duration::from_secs(60);
+        let said: Vec<f64> = (0..4).map(|r| rate_limit_wait(Some(3.0), r, cap)).collect();
+        assert_eq!(said, [3.0; 4]);
+        let unsaid: Vec<f64> = (0..7).map(|r| rate_limit_wait(None, r, cap)).collect();
+        assert_eq!(unsaid, [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0]);
     }
 
     #[test]

@@ -405,7 +405,7 @@ mod tests {
         assert!(
             matches!(
                 global,
-                Err(ApiError::RateLimited { retry_after, global: true, shared: false }) if retry_after == 7.0
+                Err(ApiError::RateLimited { retry_after, global: true, shared: false }) if retry_after == Some(7.0)
             ),
             "{global:?}"
         );
@@ -415,7 +415,7 @@ mod tests {
         assert!(
             matches!(
                 bucket,
-                Err(ApiError::RateLimited { retry_after, global: false, shared: false }) if retry_after == 2.5
+                Err(ApiError::RateLimited { retry_after, global: false, shared: false }) if retry_after == Some(2.5)
             ),
             "{bucket:?}"
         );

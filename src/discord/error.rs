@@ -8,12 +8,13 @@ use twilight_http::error::{Error as HttpError, ErrorType};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// 429: wait `retry_after` seconds; `global` pauses every request. `shared`: the limit is
+    /// 429: wait `retry_after` seconds (`None`: neither the body nor the headers said how long);
+    /// `global` pauses every request. `shared`: the limit is
     /// the resource's, shared with others (`X-RateLimit-Scope: shared`): it says nothing of
     /// our bucket, and Discord does not count it as an invalid request.
-    #[error("rate limited for {retry_after:.3} s{}", if *.global { " (global)" } else if *.shared { " (shared)" } else { "" })]
+    #[error("rate limited {}{}", match .retry_after { Some(s) => format!("for {s:.3} s"), None => "without saying how long".into() }, if *.global { " (global)" } else if *.shared { " (shared)" } else { "" })]
     RateLimited {
-        retry_after: f64,
+        retry_after: Option<f64>,
         global: bool,
         shared: bool,
     },
@@ -107,7 +108,7 @@ impl ApiError {
 
     /// Reads a 429's body ourselves: Discord's carries `"code": 0`, which twilight 0.16's
     /// untagged `ApiError` takes for a general error, losing `retry_after` and `global`. A body
-    /// without `retry_after` falls back on the headers' wait, then on a second.
+    /// without `retry_after` falls back on the headers' wait.
     fn from_429_body(body: &[u8], hint: RateLimitHint) -> Self {
         #[derive(serde::Deserialize)]
         struct Body {
@@ -118,8 +119,7 @@ impl ApiError {
         let body = serde_json::from_slice::<Body>(body).ok();
         let said = body.as_ref().and_then(|b| b.retry_after).or(hint.wait);
         ApiError::RateLimited {
-            // Without any word on how long: wait a little rather than hammer.
-            retry_after: said.map_or(1.0, sanitize_retry_after),
+            retry_after: said.map(sanitize_retry_after),
             global: body.is_some_and(|b| b.global) || hint.global,
             shared: hint.shared,
         }
@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(
             ApiError::from_429_body(body, RateLimitHint::default()),
             ApiError::RateLimited {
-                retry_after: 64.57,
+                retry_after: Some(64.57),
                 global: true,
                 shared: false
             }
@@ -238,7 +238,7 @@ mod tests {
         assert_eq!(
             ApiError::from_429_body(body, RateLimitHint::default()),
             ApiError::RateLimited {
-                retry_after: 0.5,
+                retry_after: Some(0.5),
                 global: false,
                 shared: false
             }
@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(
             ApiError::from_429_body(b"{}", RateLimitHint::default()),
             ApiError::RateLimited {
-                retry_after: 1.0,
+                retry_after: None,
                 global: false,
                 shared: false
             }
@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(
             ApiError::from_429_body(body, hint),
             ApiError::RateLimited {
-                retry_after: 3.0,
+                retry_after: Some(3.0),
                 global: true,
                 shared: false
             }
@@ -272,9 +272,13 @@ mod tests {
         // The body's own figure wins, and a body that is not Discord's still gets the headers'.
         let body = br#"{"retry_after": 0.25, "global": false}"#;
         let said = ApiError::from_429_body(body, hint);
-        assert!(matches!(said, ApiError::RateLimited { retry_after, .. } if retry_after == 0.25));
+        assert!(
+            matches!(said, ApiError::RateLimited { retry_after, .. } if retry_after == Some(0.25))
+        );
         let said = ApiError::from_429_body(b"slow down", hint);
-        assert!(matches!(said, ApiError::RateLimited { retry_after, .. } if retry_after == 3.0));
+        assert!(
+            matches!(said, ApiError::RateLimited { retry_after, .. } if retry_after == Some(3.0))
+        );
     }
 
     #[test]
@@ -290,7 +294,7 @@ mod tests {
         assert!(ApiError::Unauthorized.is_invalid_request());
         assert!(ApiError::NoAccess { code: 50001 }.is_invalid_request());
         assert!(ApiError::RateLimited {
-            retry_after: 1.0,
+            retry_after: None,
             global: false,
             shared: false
         }
