@@ -9,9 +9,9 @@ use twilight_http::error::{Error as HttpError, ErrorType};
 #[non_exhaustive]
 pub enum ApiError {
     /// 429: wait `retry_after` seconds (`None`: neither the body nor the headers said how long);
-    /// `global` pauses every request. `shared`: the limit is
-    /// the resource's, shared with others (`X-RateLimit-Scope: shared`): it says nothing of
-    /// our bucket, and Discord does not count it as an invalid request.
+    /// `global` pauses every request. `shared`: the limit is the resource's, shared with others
+    /// (`X-RateLimit-Scope: shared`): it says nothing of our bucket, and Discord does not count
+    /// it as an invalid request.
     #[error("rate limited {}{}", match .retry_after { Some(s) => format!("for {s:.3} s"), None => "without saying how long".into() }, if *.global { " (global)" } else if *.shared { " (shared)" } else { "" })]
     RateLimited {
         retry_after: Option<f64>,
