@@ -543,6 +543,52 @@ fn a_short_page_before_the_listed_newest_message_is_not_the_end() {
     assert_eq!(message_requests(&h.requests()).len(), 9);
 }
 
+/// The listing may name a message that was deleted since (DISCORD.md): the channel's last
+/// page then ends short of it. One more request confirms that nothing lies between, and the
+/// channel is complete up to the listed message, so the next run asks nothing, and the first
+/// page of a small channel is not taken for the start of a long one (no split into slices).
+#[test]
+fn a_deleted_newest_message_costs_one_confirming_request_once() {
+    let h = Harness::new(SimConfig {
+        guild: one_channel("general", 60),
+        ..SimConfig::default()
+    });
+    let general = h.channel_id("general");
+    let truth = h.sim.state().truth(general);
+    let newest = truth.last().unwrap().0;
+    h.sim.state().delete_message(general, newest);
+    for run in 0..2 {
+        let report = h.run(h.settings(), RunOptions::default());
+        assert_eq!(report.exit_code, 0, "run {run}: {report:#?}");
+        let cp = &h.checkpoints()[&(general as i64)];
+        assert_eq!(cp.last_message_id, newest as i64, "run {run}");
+        assert!(cp.complete, "run {run}");
+    }
+    // The short page and the empty one that confirms the end; nothing on the second run.
+    assert_eq!(message_requests(&h.requests()).len(), 2);
+}
+
+/// A server that ignores `after` and answers a short page that ends before the listed newest
+/// message: the same page again does not move the cursor, so it is not followed forever.
+#[test]
+fn a_short_page_answered_again_ends_the_span() {
+    let h = Harness::new(SimConfig {
+        guild: one_channel("general", 60),
+        ..SimConfig::default()
+    });
+    let general = h.channel_id("general");
+    let newest = h.sim.state().truth(general).last().unwrap().0;
+    h.sim.state().delete_message(general, newest);
+    h.sim.state().set_faults(FaultSpec {
+        ignore_cursor: vec![general],
+        ..FaultSpec::default()
+    });
+    let report = h.run(h.settings(), RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    assert_eq!(message_requests(&h.requests()).len(), 2);
+    assert_eq!(report.totals.total_processed, 59);
+}
+
 /// A 404 on the messages route without Discord's Unknown Channel code (10003) is a server
 /// that does not serve the route (a wrong API base, a partial proxy), not a deleted channel:
 /// the channel fails (exit 1), naming what to check, instead of being skipped as gone.

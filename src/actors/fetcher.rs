@@ -753,16 +753,19 @@ async fn fetch_span(
             ))));
         }
         let mut at_end = !full_page || page_max.is_none();
-        if at_end && !cut_by_range && !cut_by_bounds && page_max.is_some() {
-            // A short page is the end, yet the span was known to reach further (a listing's
-            // newer message, or a later slice's start): ask once more from here before claiming
-            // the rest as fetched. An empty answer confirms the end (the newer message was
-            // deleted); anything else is paged on.
-            let target = span.until.or(job.newest);
-            at_end = match (target, page_max) {
-                (Some(target), Some(max)) => max >= target,
-                _ => true,
-            };
+        // A short page is the end, yet the span was known to reach further (a listing's newer
+        // message, or a later slice's start): ask once more from here before claiming the rest
+        // as fetched. An empty answer confirms the end (the newer message was deleted);
+        // anything else is paged on. Only a page that moved the cursor is followed, so a server
+        // answering the same short page again cannot keep the span going.
+        let confirm = at_end
+            && !cut_by_range
+            && !cut_by_bounds
+            && page_max.is_some_and(|max| {
+                max > cursor && span.until.or(job.newest).is_some_and(|target| max < target)
+            });
+        if confirm {
+            at_end = false;
         }
         if at_end || cut_by_range || cut_by_bounds || counters.left.get() == Some(0) {
             let how = if cut_by_bounds || (counters.left.get() == Some(0) && !at_end) {
@@ -782,7 +785,9 @@ async fn fetch_span(
             // at most the page being fetched.
             flush(env, job, span, &mut batch, Flush::Partial, counters, stats).await?;
         }
-        if probe {
+        if probe && !confirm {
+            // (A page to confirm is asked for by this span: a channel that may have ended is
+            // not split.)
             flush(env, job, span, &mut batch, Flush::Partial, counters, stats).await?;
             return Ok(SpanEnd::Probed { cursor, page_ms });
         }
