@@ -1004,7 +1004,13 @@ impl FileContext<'_> {
         }
         // A broken table header is blamed on its own name: the error-tolerant tree would
         // give its span to whichever table it recovered around it.
-        let key = span.and_then(|s| header_at(self.text, s.start).or_else(|| key_at(self.text, s)));
+        let syntax = !DeTable::parse_recoverable(self.text).1.is_empty();
+        let key = span.and_then(|s| {
+            syntax
+                .then(|| header_at(self.text, s.start))
+                .flatten()
+                .or_else(|| key_at(self.text, s))
+        });
         match key {
             Some(key) => ConfigError::FileValue {
                 path: self.path.to_owned(),

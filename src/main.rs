@@ -163,11 +163,19 @@ fn status(settings: &config::StatusSettings) -> i32 {
 /// file, a lock held by another program), unless the error already says it.
 fn with_hint(e: &anyhow::Error) -> String {
     let text = format!("{e:#}");
-    let hint = storage::hint(&text);
-    if text.ends_with(hint) {
-        text
-    } else {
+    // Only SQLite's own errors: a storage error carries its hint already, and an output file
+    // that cannot be written is not the archive's fault.
+    let from_sqlite = e
+        .chain()
+        .any(|c| c.downcast_ref::<diesel::result::Error>().is_some());
+    let hinted = e
+        .chain()
+        .any(|c| c.downcast_ref::<storage::StorageError>().is_some());
+    if from_sqlite && !hinted {
+        let hint = storage::hint(&text);
         text + hint
+    } else {
+        text
     }
 }
 
@@ -288,12 +296,13 @@ fn demo(settings: &config::DemoSettings, terminal: &Terminal) -> i32 {
             return 1;
         }
     };
-    println!(
-        "demo: simulated Discord at {} (guild {}), archiving into {}",
+    // A closed stdout (`demo | head -1`) ends nothing: the archive run goes on.
+    let _ = emit(&format!(
+        "demo: simulated Discord at {} (guild {}), archiving into {}\n",
         sim.url(),
         sim.state().guild_id(),
         settings.database.display()
-    );
+    ));
     let archive_settings = Settings {
         database: settings.database.clone(),
         api_base: Some(ApiBase {
@@ -317,9 +326,41 @@ fn demo(settings: &config::DemoSettings, terminal: &Terminal) -> i32 {
         None,
     );
     let db = settings.database.display();
-    println!(
-        "\nLook inside:\n  discord-archiver status --db {db}\n  discord-archiver export --db {db} | head\n  sqlite3 {db} 'SELECT channel_id, COUNT(*) FROM messages GROUP BY channel_id'\nRun the demo again to see it resume: only new messages are fetched."
-    );
+    let _ = emit(&format!(
+        "\nLook inside:\n  discord-archiver status --db {db}\n  discord-archiver export --db {db} | head\n  sqlite3 {db} 'SELECT channel_id, COUNT(*) FROM messages GROUP BY channel_id'\nRun the demo again to see it resume: only new messages are fetched.\n"
+    ));
     sim.stop();
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite's own errors get a hint; an output file that cannot be written is not blamed on
+    /// the archive, and a storage error (which carries its hint) does not get it twice.
+    #[test]
+    fn hints_go_to_sqlite_errors_only() {
+        let locked = diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::Unknown,
+            Box::new("database is locked".to_owned()),
+        );
+        let shown = with_hint(&anyhow::Error::from(locked).context("reading the archive"));
+        assert!(shown.contains("another program"), "{shown}");
+
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied");
+        let shown = with_hint(&anyhow::Error::from(io).context("creating out.jsonl"));
+        assert!(!shown.contains("--db"), "{shown}");
+
+        let stored = storage::StorageError::Sqlite {
+            path: "a.db".into(),
+            context: "recording the run",
+            source: diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::Unknown,
+                Box::new("database is locked".to_owned()),
+            ),
+        };
+        let shown = with_hint(&anyhow::Error::from(stored));
+        assert_eq!(shown.matches("another program").count(), 1, "{shown}");
+    }
 }

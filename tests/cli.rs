@@ -89,11 +89,13 @@ fn a_closed_stdout_is_not_a_panic() {
     let h = Harness::small();
     let archive = h.archive_args();
     let db = h.db.display().to_string();
-    let runs: [(Vec<&str>, i32); 4] = [
+    let demo_db = h.dir.path().join("demo.db").display().to_string();
+    let runs: [(Vec<&str>, i32); 5] = [
         (archive.iter().map(String::as_str).collect(), 0),
         (vec!["status", "--db", &db, "--json"], 0),
         (vec!["status", "--db", &db], 0),
         (vec!["export", "--db", &db], 0),
+        (vec!["demo", "--db", &demo_db, "--progress", "off"], 0),
     ];
     for (args, code) in runs {
         let (reader, writer) = std::io::pipe().unwrap();

@@ -101,7 +101,10 @@ impl ApiError {
             403 => ApiError::NoAccess { code },
             404 => ApiError::NotFound { code },
             429 => Self::from_429_body(body, hint),
-            500..=599 => ApiError::Transient(format!("HTTP {status}: {}", snippet(body))),
+            // A proxy's request timeout or "too early" passes like a 5xx.
+            408 | 425 | 500..=599 => {
+                ApiError::Transient(format!("HTTP {status}: {}", snippet(body)))
+            }
             _ => ApiError::Fatal(format!("HTTP {status}: {}", snippet(body))),
         }
     }
@@ -279,6 +282,20 @@ mod tests {
         assert!(
             matches!(said, ApiError::RateLimited { retry_after, .. } if retry_after == Some(3.0))
         );
+    }
+
+    #[test]
+    fn a_proxys_timeout_is_retried_and_a_400_is_not() {
+        let general = |code: u64| -> TwilightApiError {
+            serde_json::from_str(&format!(r#"{{"code": {code}, "message": ""}}"#)).unwrap()
+        };
+        let hint = RateLimitHint::default();
+        for status in [408, 425, 500, 502] {
+            let e = ApiError::from_response(status, &general(0), b"{}", hint);
+            assert!(matches!(e, ApiError::Transient(_)), "{status}: {e:?}");
+        }
+        let e = ApiError::from_response(400, &general(50035), b"{}", hint);
+        assert!(matches!(e, ApiError::Fatal(_)), "{e:?}");
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub fn hint(text: &str) -> &'static str {
         " (another program has the archive open and is writing to it: close it, or wait for it, and try again)"
     } else if text.contains("malformed")
         || text.contains("file is not a database")
-        || text.contains("Error deserializing field")
+        || text.contains("invalid utf-8")
     {
         " (the archive is damaged: keep a copy of it, and recover what it holds with `sqlite3 ARCHIVE .recover`)"
     } else if text.contains("readonly database")
@@ -217,21 +217,24 @@ fn check_ours(conn: &mut SqliteConnection, path: &Path) -> Result<(), StorageErr
     let interrupted_init = tables.iter().all(|t| t == "__diesel_schema_migrations")
         && MigrationHarness::<diesel::sqlite::Sqlite>::applied_migrations(conn)
             .is_ok_and(|v| v.is_empty());
-    let others = queries::other_schema_objects(conn).map_err(|source| StorageError::NotOurs {
-        path: path.to_owned(),
-        reason: format!("unreadable as SQLite ({source})"),
-    })?;
-    if !others.is_empty() {
-        return Err(StorageError::NotOurs {
-            path: path.to_owned(),
-            reason: format!(
-                "a SQLite database that is not a discord-archiver archive (it has {})",
-                others.join(", ")
-            ),
-        });
-    }
     if tables.is_empty() || interrupted_init {
-        // No tables yet, but another program may have claimed the file already.
+        // No tables yet, but another program may have claimed the file already: with views
+        // or triggers (which an archive of ours may gain from its users, but only once it has
+        // its tables), or with a mark in its header.
+        let others =
+            queries::other_schema_objects(conn).map_err(|source| StorageError::NotOurs {
+                path: path.to_owned(),
+                reason: format!("unreadable as SQLite ({source})"),
+            })?;
+        if !others.is_empty() {
+            return Err(StorageError::NotOurs {
+                path: path.to_owned(),
+                reason: format!(
+                    "a SQLite database that is not a discord-archiver archive (it has {})",
+                    others.join(", ")
+                ),
+            });
+        }
         let claimed: Vec<(&str, i64)> = ["application_id", "user_version"]
             .into_iter()
             .filter_map(|pragma| {
@@ -878,6 +881,20 @@ mod tests {
                 .as_deref(),
             Some(APPLICATION)
         );
+    }
+
+    /// Users (and stage 2) may add views or triggers to an archive: it stays ours.
+    #[test]
+    fn an_archive_with_a_users_view_is_still_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        drop(open_rw(&path).unwrap());
+        drop(other_program(
+            &path,
+            "CREATE VIEW recent AS SELECT id FROM messages ORDER BY id DESC LIMIT 10;",
+        ));
+        drop(open_rw(&path).unwrap());
+        assert!(open_ro(&path).is_ok());
     }
 
     #[test]
