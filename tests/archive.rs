@@ -543,20 +543,26 @@ fn a_short_page_before_the_listed_newest_message_is_not_the_end() {
     assert_eq!(message_requests(&h.requests()).len(), 9);
 }
 
+/// One channel of 60 messages whose newest was deleted after the listing named it: the
+/// harness, the channel and that message.
+fn newest_message_deleted() -> (Harness, u64, u64) {
+    let h = Harness::new(SimConfig {
+        guild: one_channel("general", 60),
+        ..SimConfig::default()
+    });
+    let general = h.channel_id("general");
+    let newest = h.sim.state().truth(general).last().unwrap().0;
+    h.sim.state().delete_message(general, newest);
+    (h, general, newest)
+}
+
 /// The listing may name a message that was deleted since (DISCORD.md): the channel's last
 /// page then ends short of it. One more request confirms that nothing lies between, and the
 /// channel is complete up to the listed message, so the next run asks nothing, and the first
 /// page of a small channel is not taken for the start of a long one (no split into slices).
 #[test]
 fn a_deleted_newest_message_costs_one_confirming_request_once() {
-    let h = Harness::new(SimConfig {
-        guild: one_channel("general", 60),
-        ..SimConfig::default()
-    });
-    let general = h.channel_id("general");
-    let truth = h.sim.state().truth(general);
-    let newest = truth.last().unwrap().0;
-    h.sim.state().delete_message(general, newest);
+    let (h, general, newest) = newest_message_deleted();
     for run in 0..2 {
         let report = h.run(h.settings(), RunOptions::default());
         assert_eq!(report.exit_code, 0, "run {run}: {report:#?}");
@@ -572,13 +578,7 @@ fn a_deleted_newest_message_costs_one_confirming_request_once() {
 /// message: the same page again does not move the cursor, so it is not followed forever.
 #[test]
 fn a_short_page_answered_again_ends_the_span() {
-    let h = Harness::new(SimConfig {
-        guild: one_channel("general", 60),
-        ..SimConfig::default()
-    });
-    let general = h.channel_id("general");
-    let newest = h.sim.state().truth(general).last().unwrap().0;
-    h.sim.state().delete_message(general, newest);
+    let (h, general, _) = newest_message_deleted();
     h.sim.state().set_faults(FaultSpec {
         ignore_cursor: vec![general],
         ..FaultSpec::default()

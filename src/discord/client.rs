@@ -370,7 +370,7 @@ mod tests {
     }
 
     /// Serves one canned response to one request and returns what the client made of it.
-    fn answer_once(response: &'static str) -> Result<Fetched<Page>, ApiError> {
+    fn answer_once(response: String) -> Result<Fetched<Page>, ApiError> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || {
@@ -399,26 +399,23 @@ mod tests {
     /// the headers must still be waited out as long as they say, not a default second.
     #[test]
     fn a_429_without_retry_after_in_its_body_waits_as_its_headers_say() {
-        let global = answer_once(
-            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 7\r\nx-ratelimit-global: true\r\nx-ratelimit-scope: global\r\ncontent-length: 42\r\nconnection: close\r\n\r\n{\"message\": \"You are being rate limited.\"}",
-        );
-        assert!(
-            matches!(
-                global,
-                Err(ApiError::RateLimited { retry_after, global: true, shared: false }) if retry_after == Some(7.0)
-            ),
-            "{global:?}"
-        );
-        let bucket = answer_once(
-            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 3\r\nx-ratelimit-limit: 5\r\nx-ratelimit-remaining: 0\r\nx-ratelimit-reset: 1700000002.5\r\nx-ratelimit-reset-after: 2.5\r\nx-ratelimit-bucket: abc\r\nx-ratelimit-scope: user\r\ncontent-length: 42\r\nconnection: close\r\n\r\n{\"message\": \"You are being rate limited.\"}",
-        );
-        assert!(
-            matches!(
-                bucket,
-                Err(ApiError::RateLimited { retry_after, global: false, shared: false }) if retry_after == Some(2.5)
-            ),
-            "{bucket:?}"
-        );
+        const BODY: &str = "content-length: 42\r\nconnection: close\r\n\r\n{\"message\": \"You are being rate limited.\"}";
+        let global = "retry-after: 7\r\nx-ratelimit-global: true\r\nx-ratelimit-scope: global\r\n";
+        let bucket = "retry-after: 3\r\nx-ratelimit-limit: 5\r\nx-ratelimit-remaining: 0\r\nx-ratelimit-reset: 1700000002.5\r\nx-ratelimit-reset-after: 2.5\r\nx-ratelimit-bucket: abc\r\nx-ratelimit-scope: user\r\n";
+        for (headers, wait, is_global) in [(global, 7.0, true), (bucket, 2.5, false)] {
+            let response = format!(
+                "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n{headers}{BODY}"
+            );
+            let got = answer_once(response);
+            assert!(
+                matches!(
+                    got,
+                    Err(ApiError::RateLimited { retry_after, global, shared: false })
+                        if retry_after == Some(wait) && global == is_global
+                ),
+                "{got:?}"
+            );
+        }
     }
 
     #[test]
