@@ -20,6 +20,22 @@ fn one_channel(name: &str, messages: u64) -> GuildSpec {
     }
 }
 
+/// A guild of one channel whose server misbehaves as `faults` (given the channel's ID) says:
+/// the harness and the channel.
+fn one_faulty_channel(
+    name: &str,
+    messages: u64,
+    faults: impl FnOnce(u64) -> FaultSpec,
+) -> (Harness, u64) {
+    let h = Harness::new(SimConfig {
+        guild: one_channel(name, messages),
+        ..SimConfig::default()
+    });
+    let channel = h.channel_id(name);
+    h.sim.state().set_faults(faults(channel));
+    (h, channel)
+}
+
 fn message_requests(requests: &[String]) -> Vec<&String> {
     requests
         .iter()
@@ -499,13 +515,8 @@ fn the_totals_count_every_429_discoverys_too() {
 /// restarted (asking again brings the same page).
 #[test]
 fn a_server_ignoring_after_fails_the_channel_instead_of_looping() {
-    let h = Harness::new(SimConfig {
-        guild: one_channel("stuck", 450),
-        ..SimConfig::default()
-    });
-    let stuck = h.channel_id("stuck");
-    h.sim.state().set_faults(FaultSpec {
-        ignore_cursor: vec![stuck],
+    let (h, stuck) = one_faulty_channel("stuck", 450, |id| FaultSpec {
+        ignore_cursor: vec![id],
         ..FaultSpec::default()
     });
     let report = h.run(h.settings(), RunOptions::default());
@@ -526,13 +537,8 @@ fn a_server_ignoring_after_fails_the_channel_instead_of_looping() {
 /// never claims messages that were not fetched, and every message is archived.
 #[test]
 fn a_short_page_before_the_listed_newest_message_is_not_the_end() {
-    let h = Harness::new(SimConfig {
-        guild: one_channel("halves", 450),
-        ..SimConfig::default()
-    });
-    let halves = h.channel_id("halves");
-    h.sim.state().set_faults(FaultSpec {
-        short_pages: vec![halves],
+    let (h, halves) = one_faulty_channel("halves", 450, |id| FaultSpec {
+        short_pages: vec![id],
         ..FaultSpec::default()
     });
     let report = h.run(h.settings(), RunOptions::default());
@@ -594,13 +600,8 @@ fn a_short_page_answered_again_ends_the_span() {
 /// the channel fails (exit 1), naming what to check, instead of being skipped as gone.
 #[test]
 fn a_404_that_is_not_unknown_channel_fails_instead_of_skipping() {
-    let h = Harness::new(SimConfig {
-        guild: one_channel("general", 150),
-        ..SimConfig::default()
-    });
-    let general = h.channel_id("general");
-    h.sim.state().set_faults(FaultSpec {
-        unserved_paths: vec![format!("/channels/{general}/messages")],
+    let (h, general) = one_faulty_channel("general", 150, |id| FaultSpec {
+        unserved_paths: vec![format!("/channels/{id}/messages")],
         ..FaultSpec::default()
     });
     let report = h.run(h.settings(), RunOptions::default());

@@ -348,20 +348,7 @@ mod tests {
             // Returns once the client gives up and closes the connection.
             let _ = stream.read(&mut request);
         });
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let result = runtime.block_on(async {
-            let base = ApiBase {
-                host_port: format!("127.0.0.1:{port}"),
-                use_http: true,
-            };
-            let client =
-                DiscordClient::new(&Token::new("t"), Some(&base), Duration::from_millis(200));
-            client.messages_after(1, 0, 100).await
-        });
-        drop(runtime);
+        let result = first_page_from(port, Duration::from_millis(200));
         server.join().unwrap();
         assert!(
             matches!(&result, Err(ApiError::Transient(why)) if why.contains("timed out")),
@@ -379,20 +366,25 @@ mod tests {
             let _ = stream.read(&mut request);
             stream.write_all(response.as_bytes()).unwrap();
         });
+        let result = first_page_from(port, Duration::from_secs(30));
+        server.join().unwrap();
+        result
+    }
+
+    /// Asks a server on `port` for a channel's first page, through a client of its own.
+    fn first_page_from(port: u16, timeout: Duration) -> Result<Fetched<Page>, ApiError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let result = runtime.block_on(async {
+        runtime.block_on(async {
             let base = ApiBase {
                 host_port: format!("127.0.0.1:{port}"),
                 use_http: true,
             };
-            let client = DiscordClient::new(&Token::new("t"), Some(&base), Duration::from_secs(30));
+            let client = DiscordClient::new(&Token::new("t"), Some(&base), timeout);
             client.messages_after(1, 0, 100).await
-        });
-        server.join().unwrap();
-        result
+        })
     }
 
     /// Discord always puts `retry_after` in a 429's body; a proxy or stand-in that only sends
