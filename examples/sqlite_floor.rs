@@ -13,6 +13,14 @@
 //!
 //! `time` inserts by ID instead (every insert at the table's end, as one pass over the whole
 //! guild in time order would): what the same rows cost when nothing interleaves.
+//!
+//! `FLOOR_LAYOUT` stores the rows in another physical layout of the `messages` table than the
+//! archive's own (same columns, same order), to compare layouts on the same rows:
+//! `snowflake-rowid` (the snowflake is the rowid: the layout before migration 2026-12-08),
+//! `append` (an ordinary rowid in arrival order, `UNIQUE(id)`, the `(channel_id, id)` index),
+//! `append-channel` (an ordinary rowid, `UNIQUE(channel_id, id)` only) and `channel-key`
+//! (`WITHOUT ROWID`, keyed `(channel_id, id)`, with `UNIQUE(id)`). `FLOOR_PAGE_SIZE` sets
+//! another page size than the archive's.
 
 use libsqlite3_sys as ffi;
 use std::collections::BTreeMap;
@@ -168,6 +176,34 @@ fn read_archive(path: &Path) -> (BTreeMap<i64, Vec<Row>>, Vec<String>, c_int) {
     (channels, schema, page_size)
 }
 
+/// The `messages` table in one of the layouts `FLOOR_LAYOUT` names.
+fn layout_ddl(layout: &str) -> String {
+    const COLUMNS: &str =
+        "channel_id BIGINT NOT NULL, guild_id BIGINT, author_id BIGINT NOT NULL, \
+        author_name TEXT NOT NULL, author_is_bot BOOLEAN NOT NULL, content TEXT NOT NULL, \
+        created_at TEXT NOT NULL, edited_at TEXT, message_type INTEGER NOT NULL, \
+        reference_message_id BIGINT, raw_json TEXT NOT NULL";
+    let index = "CREATE INDEX messages_channel_id_id ON messages (channel_id, id);";
+    match layout {
+        "snowflake-rowid" => {
+            format!("CREATE TABLE messages (id INTEGER PRIMARY KEY NOT NULL, {COLUMNS}); {index}")
+        }
+        "append" => {
+            format!("CREATE TABLE messages (id BIGINT NOT NULL UNIQUE, {COLUMNS}); {index}")
+        }
+        "append-channel" => format!(
+            "CREATE TABLE messages (id BIGINT NOT NULL, {COLUMNS}, UNIQUE (channel_id, id));"
+        ),
+        "channel-key" => format!(
+            "CREATE TABLE messages (id BIGINT NOT NULL UNIQUE, {COLUMNS}, \
+             PRIMARY KEY (channel_id, id)) WITHOUT ROWID;"
+        ),
+        other => panic!(
+            "FLOOR_LAYOUT={other}: one of snowflake-rowid, append, append-channel, channel-key"
+        ),
+    }
+}
+
 /// How the archive's messages are fed to SQLite.
 enum Order {
     /// As concurrent fetchers deliver them: every channel cut into this many contiguous time
@@ -233,6 +269,9 @@ fn main() {
         Some(n) => Order::Fetchers(n.parse().expect("a number of slices, or `time`")),
     };
     let (channels, schema, page_size) = read_archive(Path::new(source));
+    let page_size: c_int = std::env::var("FLOOR_PAGE_SIZE").map_or(page_size, |size| {
+        size.parse().expect("FLOOR_PAGE_SIZE: a page size in bytes")
+    });
     let channel_count = channels.len();
     let pages = pages(channels, &order);
     let messages: usize = pages.iter().map(|p| p.len()).sum();
@@ -249,8 +288,9 @@ fn main() {
              PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384; \
              PRAGMA wal_autocheckpoint = 0;"
     ));
-    for sql in &schema {
-        db.exec(sql);
+    match std::env::var("FLOOR_LAYOUT") {
+        Ok(layout) => db.exec(&layout_ddl(&layout)),
+        Err(_) => schema.iter().for_each(|sql| db.exec(sql)),
     }
     // SAFETY: a live handle; the hook touches only an atomic.
     unsafe { ffi::sqlite3_wal_hook(db.0, Some(wal_hook), ptr::null_mut()) };
@@ -316,8 +356,10 @@ fn main() {
         Order::Fetchers(n) => format!("as fetched, {channel_count} channels × {n} slices"),
         Order::Time => format!("by ID, {channel_count} channels"),
     };
+    let layout = std::env::var("FLOOR_LAYOUT").unwrap_or_else(|_| "the archive's layout".into());
+    let layout = format!("{layout}, {} KiB pages", page_size / 1024);
     println!(
-        "sqlite floor ({messages} rows {order}; per 100k of {per_messages} messages): \
+        "sqlite floor ({messages} rows {order}, {layout}; per 100k of {per_messages} messages): \
          insert {:.2} + checkpoint {:.2} CPU s; machine busy {:.2} s",
         per(insert_cpu),
         per(checkpoint_cpu),

@@ -897,6 +897,115 @@ mod tests {
         assert!(open_ro(&path).is_ok());
     }
 
+    /// The version of the migration that moved messages out of snowflake order.
+    const ARRIVAL_ORDER: &str = "20261208000000";
+
+    /// An archive at the schema before [`ARRIVAL_ORDER`], made by the embedded migrations
+    /// that came before it (with the pragmas `open_rw` sets on a new file).
+    fn archive_before_arrival_order(path: &Path) -> SqliteConnection {
+        use diesel::migration::Migration;
+        let mut conn = other_program(
+            path,
+            "PRAGMA page_size = 65536; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+        );
+        for migration in conn.pending_migrations(MIGRATIONS).unwrap() {
+            if migration.name().version().to_string().as_str() >= ARRIVAL_ORDER {
+                break;
+            }
+            conn.run_migration(&migration).unwrap();
+        }
+        conn
+    }
+
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct StoredRow {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        channel_id: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        guild_id: Option<i64>,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        content: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        edited_at: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        message_type: i32,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        reference_message_id: Option<i64>,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        raw_json: String,
+    }
+
+    fn stored_rows(conn: &mut SqliteConnection) -> Vec<StoredRow> {
+        diesel::sql_query(
+            "SELECT id, channel_id, guild_id, content, edited_at, message_type, \
+             reference_message_id, raw_json FROM messages ORDER BY id",
+        )
+        .load(conn)
+        .unwrap()
+    }
+
+    /// The migration to rows in arrival order rebuilds `messages`: every row and column must
+    /// survive it exactly (raw JSON byte for byte), a user's view on the table must keep
+    /// working, and the snowflake must stay unique.
+    #[test]
+    fn moving_messages_to_arrival_order_loses_nothing_and_keeps_a_users_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let mut old = archive_before_arrival_order(&path);
+        old.batch_execute(
+            r#"INSERT INTO messages VALUES
+                 (30, 7, 1, 2, 'bob', 0, 're: "x" é 👨‍👩‍👧', 't30', 't31', 19, 20,
+                  '{"id":"30","content":"re: "x" é 👨‍👩‍👧","x_future":{"a":[1]}}'),
+                 (20, 7, 1, 3, 'robot', 1, '', 't20', NULL, 0, NULL,
+                  '{ "id" : "20" ,
+                     "content":"" }'),
+                 (25, 8, NULL, 2, 'bob', 0, 'dm', 't25', NULL, 0, NULL, '{"id":"25"}');
+               INSERT INTO checkpoints (channel_id, last_message_id, last_fetch_timestamp,
+                   total_messages, complete, updated_at) VALUES (7, 30, 'now', 2, 1, 'now');
+               CREATE VIEW recent AS SELECT id, content FROM messages ORDER BY id DESC;"#,
+        )
+        .unwrap();
+        let before = stored_rows(&mut old);
+        drop(old);
+
+        let mut archive = open_rw(&path).unwrap();
+        assert_eq!(stored_rows(&mut archive.conn), before);
+        #[derive(QueryableByName)]
+        struct Sql {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            sql: String,
+        }
+        let ddl = diesel::sql_query("SELECT sql FROM sqlite_master WHERE name = 'messages'")
+            .get_result::<Sql>(&mut archive.conn)
+            .unwrap()
+            .sql;
+        assert!(!ddl.contains("PRIMARY KEY"), "{ddl}");
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            id: i64,
+        }
+        let recent: Vec<i64> = diesel::sql_query("SELECT id FROM recent")
+            .load::<Id>(&mut archive.conn)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(recent, [30, 25, 20]);
+        // Still at most once: a message archived again is ignored.
+        let again = diesel::sql_query(
+            "INSERT OR IGNORE INTO messages (id, channel_id, author_id, author_name, \
+             author_is_bot, content, created_at, message_type, raw_json) \
+             VALUES (30, 7, 2, 'bob', 0, 'other', 't', 0, '{}')",
+        )
+        .execute(&mut archive.conn)
+        .unwrap();
+        assert_eq!(again, 0);
+        assert_eq!(stored_rows(&mut archive.conn), before);
+    }
+
     #[test]
     fn a_blank_sqlite_file_has_no_archive_to_read() {
         let dir = tempfile::tempdir().unwrap();
