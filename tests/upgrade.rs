@@ -23,7 +23,10 @@ fn an_archive_of_the_previous_release_opens_exports_and_resumes_with_nothing_los
     // `status` and `export` read the old file as it is (read-only: no migration yet).
     let out = h.bin(&["export", "--db", h.db.to_str().unwrap()]);
     assert_exit(&out, 0, "export of the previous release's archive");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), before.len());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        before.len()
+    );
 
     // The resume migrates the archive, then fetches only what lies past each checkpoint.
     let args = h.archive_args();
@@ -33,7 +36,11 @@ fn an_archive_of_the_previous_release_opens_exports_and_resumes_with_nothing_los
 
     let after = h.archived();
     for (id, row) in &before {
-        assert_eq!(after.get(id), Some(row), "message {id} changed in the migration");
+        assert_eq!(
+            after.get(id),
+            Some(row),
+            "message {id} changed in the migration"
+        );
     }
     let expected = h.expected(&BTreeSet::new());
     let fetched_before = |row: &Row| {
@@ -54,7 +61,10 @@ fn an_archive_of_the_previous_release_opens_exports_and_resumes_with_nothing_los
     assert_same_rows(&new, &want);
     assert!(!new.is_empty(), "the resume fetched nothing");
     for (channel, cp) in h.checkpoints() {
-        assert!(cp.complete, "channel {channel} is not complete after the resume");
+        assert!(
+            cp.complete,
+            "channel {channel} is not complete after the resume"
+        );
         let rows = after.values().filter(|r| r.channel_id == channel).count();
         assert_eq!(cp.total_messages, rows as i64, "channel {channel}'s count");
     }

@@ -1,6 +1,11 @@
-//! Diesel's view of the archive tables; mirrors `diesel print-schema` over migrations/.
-// Keep in step with migrations/ (regenerate with `diesel print-schema`, do not edit by hand).
-// SQLite's INTEGER is 64-bit, so snowflake columns are BigInt even where the DDL says INTEGER.
+// @generated automatically by Diesel CLI.
+//! Diesel's view of the archive tables: `diesel print-schema` over migrations/, with
+//! `schema.patch` applied (diesel.toml); regenerate it, never edit it by hand.
+//!
+//! The patch: snowflake columns are `BigInt` where the DDL says `INTEGER` (SQLite's INTEGER is
+//! 64-bit; print-schema maps it to `Integer`), and `messages` is keyed by its snowflake `id`
+//! (unique) rather than the rowid print-schema finds (a physical detail: rows are appended in
+//! arrival order).
 
 diesel::table! {
     archive_meta (key) {
