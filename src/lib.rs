@@ -58,6 +58,7 @@ pub mod filter;
 pub mod permissions;
 pub mod progress;
 pub mod report;
+pub mod schedule;
 pub mod simulator;
 pub mod stats;
 pub mod storage;
