@@ -26,23 +26,25 @@ machine_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 
 scaled() { python3 -c "import sys; print(max(1, int($1 * $SCALE)))"; }
 
-# name | channels | messages per channel | global/s (0 = none) | bucket limit (0 = none) |
-# bucket window ms | latency ms | archiver --rate | archiver --concurrency
+# name | channels | messages per channel (skewed: in all) | global/s (0 = none) | bucket limit
+# (0 = none) | bucket window ms | latency ms | archiver --rate | archiver --concurrency | preset
 PROFILES="
-discord      64   8000    50  5  5000 40 50   64
-one-channel  1    200000  0   50 1000 40 50   64
-unthrottled  16   100000  0   0  1000 0  1000000 64
-huge         200  25000   0   0  1000 0  1000000 64
-rate-500     64   8000    500 0  1000 40 500  64
+discord       64   8000    50  5  5000 40 50   64 uniform
+one-channel   1    200000  0   50 1000 40 50   64 uniform
+unthrottled   16   100000  0   0  1000 0  1000000 64 uniform
+huge          200  25000   0   0  1000 0  1000000 64 uniform
+rate-500      64   8000    500 0  1000 40 500  64 uniform
+skewed        200  1000000 50  5  5000 40 50   64 skewed
+skewed-global 200  1000000 50  50 1000 40 50   64 skewed
 "
 WANTED="$*"
 ROWS=()
 
 run_profile() {
-    local name=$1 channels=$2 messages=$3 global=$4 blimit=$5 bwindow=$6 latency=$7 rate=$8 conc=$9
+    local name=$1 channels=$2 messages=$3 global=$4 blimit=$5 bwindow=$6 latency=$7 rate=$8 conc=$9 preset=${10}
     messages=$(scaled "$messages")
     local port=$((20000 + RANDOM % 20000))
-    local sim_args=(simulate --port "$port" --preset uniform --channels "$channels" --messages "$messages"
+    local sim_args=(simulate --port "$port" --preset "$preset" --channels "$channels" --messages "$messages"
         --token "$TOKEN" --latency-ms "$latency" --workers 1)
     [ "$global" != 0 ] && sim_args+=(--global-rate "$global")
     [ "$blimit" != 0 ] && sim_args+=(--bucket-limit "$blimit" --bucket-window-ms "$bwindow")
@@ -95,6 +97,12 @@ ceilings = []
 if glob > 0: ceilings.append(glob)
 if blimit > 0: ceilings.append(channels * blimit / (bwindow / 1000))
 ceiling = min(ceilings) if ceilings else None
+if ceiling and blimit > 0:
+    # The largest channel cannot go faster than its own bucket: the run takes at least that
+    # channel's requests at the bucket's rate, so the ceiling is lower for a skewed guild.
+    largest = max((c["requests"] for c in s["channels"].values()), default=0)
+    least_wall = max(requests / ceiling, largest / (blimit / (bwindow / 1000)))
+    ceiling = requests / least_wall if least_wall > 0 else ceiling
 rss = s["process"]["peak_rss_bytes"] / 2**20 if s.get("process") else float("nan")
 cpu = s["process"]["cpu_seconds"] if s.get("process") else float("nan")
 writer = (s.get("process") or {}).get("writer_cpu_seconds") or float("nan")

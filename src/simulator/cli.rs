@@ -16,6 +16,8 @@ pub enum Preset {
     Demo,
     /// `GuildSpec::uniform(--channels, --messages)`.
     Uniform,
+    /// `GuildSpec::skewed(--channels, --messages)`: `--messages` in all, Zipf-distributed.
+    Skewed,
     /// `GuildSpec::full()`: every channel kind, threads and permission case, a few thousand messages.
     Full,
     /// `GuildSpec::full_large()`: the same, about 200,000 readable messages.
@@ -33,10 +35,10 @@ pub struct SimulateArgs {
     pub seed: u64,
     #[arg(long, value_enum, default_value_t = Preset::Demo)]
     pub preset: Preset,
-    /// Channels of the uniform preset.
+    /// Channels of the uniform and skewed presets.
     #[arg(long, value_name = "N")]
     pub channels: Option<usize>,
-    /// Messages per channel of the uniform preset.
+    /// Messages per channel of the uniform preset; in all, for the skewed one.
     #[arg(long, value_name = "M")]
     pub messages: Option<u64>,
     /// The bot token the simulator accepts (`Authorization: Bot <token>`).
@@ -127,8 +129,12 @@ impl SimulateArgs {
             Preset::Uniform => {
                 GuildSpec::uniform(self.channels.unwrap_or(10), self.messages.unwrap_or(1_000))
             }
+            Preset::Skewed => GuildSpec::skewed(
+                self.channels.unwrap_or(200),
+                self.messages.unwrap_or(1_000_000),
+            ),
             _ if self.channels.is_some() || self.messages.is_some() => {
-                bail!("--channels and --messages only apply to --preset uniform")
+                bail!("--channels and --messages only apply to --preset uniform and skewed")
             }
             Preset::Test => GuildSpec::test_small(),
             Preset::Demo => GuildSpec::demo(),

@@ -328,6 +328,33 @@ impl GuildSpec {
         )
     }
 
+    /// `channels` text channels holding `messages` in all, sized by a Zipf law of exponent
+    /// 1.3 (the largest channel holds about 30 % of 200 channels' messages, the smallest a few
+    /// hundred), in random order: a real guild's skew (one #general, many small channels), for
+    /// benchmarks of how the run shares the global limit.
+    pub fn skewed(channels: usize, messages: u64) -> Self {
+        let weights: Vec<f64> = (1..=channels).map(|i| (i as f64).powf(-ZIPF_EXPONENT)).collect();
+        let total: f64 = weights.iter().sum();
+        let mut sizes: Vec<u64> = weights
+            .iter()
+            .map(|w| (messages as f64 * w / total).round() as u64)
+            .collect();
+        // Deterministic shuffle: the largest channel is not simply listed first.
+        let mut rng = Rng::new(0x5_CE_ED);
+        for i in (1..sizes.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            sizes.swap(i, j);
+        }
+        Self::with_channels(
+            format!("Skewed {channels} channels, {messages} messages"),
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| ChannelSpec::text(&format!("channel-{i:04}"), n))
+                .collect(),
+        )
+    }
+
     /// Every channel kind, every kind of thread and every permission case, with a few thousand
     /// messages:
     ///
@@ -556,6 +583,9 @@ impl GuildSpec {
         guild
     }
 }
+
+/// The exponent of [`GuildSpec::skewed`]'s Zipf law.
+const ZIPF_EXPONENT: f64 = 1.3;
 
 /// Snowflake worker ids by object type. Process and increment (17 bits) carry the channel or
 /// user index, so every simulated id is unique without any coordination.
@@ -2207,6 +2237,20 @@ mod tests {
         }
         let ids: Vec<u64> = model.channels.iter().map(|c| c.id).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn the_skewed_guild_follows_a_zipf_law_in_random_order() {
+        let spec = GuildSpec::skewed(200, 1_000_000);
+        let mut sizes: Vec<u64> = spec.channels.iter().map(|c| c.messages).collect();
+        let total: u64 = sizes.iter().sum();
+        assert!(total.abs_diff(1_000_000) < 200, "{total}");
+        let largest = sizes.iter().position(|&n| n == *sizes.iter().max().unwrap());
+        assert_ne!(largest, Some(0), "the largest channel is not listed first");
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        assert!((290_000..320_000).contains(&sizes[0]), "{}", sizes[0]);
+        assert!(sizes[199] >= 250 && sizes[199] < 400, "{}", sizes[199]);
+        assert_eq!(GuildSpec::skewed(200, 1_000_000).channels.len(), 200);
     }
 
     #[test]
