@@ -3,6 +3,17 @@
 // SQLite's INTEGER is 64-bit, so snowflake columns are BigInt even where the DDL says INTEGER.
 
 diesel::table! {
+    anomalies (id) {
+        id -> Integer,
+        channel_id -> BigInt,
+        message_id -> Nullable<Text>,
+        reason -> Text,
+        raw_json -> Text,
+        seen_at -> Text,
+    }
+}
+
+diesel::table! {
     archive_meta (key) {
         key -> Text,
         value -> Text,
@@ -20,6 +31,8 @@ diesel::table! {
         skip_reason -> Nullable<Text>,
         updated_at -> Text,
         skipped_at -> Nullable<Text>,
+        failure -> Nullable<Text>,
+        finished_at -> Nullable<Text>,
     }
 }
 
@@ -76,6 +89,7 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
+    anomalies,
     archive_meta,
     channels,
     checkpoints,
