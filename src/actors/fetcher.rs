@@ -728,19 +728,16 @@ async fn fetch_span(
             batch.len += 1;
             batch.last = Some(message.id);
             let seen = message.id;
-            match message.into_anomaly() {
-                Ok(odd) => {
-                    stats.anomalies += 1;
-                    batch.anomalies.push(odd);
+            if let Some(odd) = message.as_anomaly() {
+                stats.anomalies += 1;
+                batch.anomalies.push(odd);
+            } else {
+                if filter::looks_intentless(&message) {
+                    stats.content_missing += 1;
                 }
-                Err(message) => {
-                    if filter::looks_intentless(&message) {
-                        stats.content_missing += 1;
-                    }
-                    match filter::classify(&message, &settings.filters) {
-                        Some(skip) => skip.count(stats),
-                        None => batch.keep.push(message),
-                    }
+                match filter::classify(&message, &settings.filters) {
+                    Some(skip) => skip.count(stats),
+                    None => batch.keep.push(message),
                 }
             }
             if batch.len >= batch_size {

@@ -143,16 +143,13 @@ pub struct FetchedMessage {
 }
 
 impl FetchedMessage {
-    /// The message as a quarantined anomaly, if it is one; otherwise the message itself.
-    pub fn into_anomaly(self) -> Result<Anomaly, FetchedMessage> {
-        match self.anomaly {
-            Some(reason) => Ok(Anomaly {
-                message_id: Some(self.id),
-                reason,
-                raw: self.raw,
-            }),
-            None => Err(self),
-        }
+    /// The message as an anomaly to quarantine, if it is one (rare: the copy is cheap enough).
+    pub fn as_anomaly(&self) -> Option<Anomaly> {
+        self.anomaly.as_ref().map(|reason| Anomaly {
+            message_id: Some(self.id),
+            reason: reason.clone(),
+            raw: self.raw.clone(),
+        })
     }
 }
 
@@ -1142,8 +1139,8 @@ mod tests {
                 .all(|m| m.anomaly.is_none()));
         }
         let page = parse_messages(
-            format!(r#"[{{"id":"20","type":256,"content":"half \ud83d","author":{{"id":"2","username":"\udc00x"}}}}]"#)
-                .into_bytes(),
+            br#"[{"id":"20","type":256,"content":"half \ud83d","author":{"id":"2","username":"\udc00x"}}]"#
+                .to_vec(),
         )
         .unwrap();
         let m = &page.messages[0];
