@@ -2,7 +2,9 @@
 //! supervise the fetchers, and report. The library entry point behind `archive` and `demo`.
 
 use crate::actors::fetcher::{Failure, Requester};
-use crate::actors::messages::{AbortReason, Close, FinishRun, ProgressEvent, Shutdown, StartRun};
+use crate::actors::messages::{
+    AbortReason, Close, FinishRun, ProgressEvent, RecordOutcomes, Shutdown, StartRun,
+};
 use crate::actors::rate_limiter::{GetStats, RateLimiter, INVALID_STOP_AT, INVALID_WINDOW};
 use crate::actors::supervisor::{StopReason, Supervisor, SupervisorResult};
 use crate::actors::writer::Writer;
@@ -207,6 +209,15 @@ pub async fn archive(
         .map_err(|_| RunError::Discovery("the supervisor stopped without a result".into()))?;
 
     let rate_limiter = limiter.send(GetStats).await.ok();
+    // Only channels this run fetched: discovery's settled skips are recorded already.
+    let outcomes = result
+        .channels
+        .values()
+        .map(|c| (c.channel_id, c.status.clone()))
+        .collect();
+    if let Ok(Err(e)) = writer.send(RecordOutcomes(outcomes)).await {
+        tracing::warn!("could not record how the channels ended: {e}");
+    }
     let mut channels = result.channels;
     channels.extend(skipped.into_iter().map(|r| (r.channel_id, r)));
     let mut totals = Stats::default();

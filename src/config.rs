@@ -99,7 +99,7 @@ impl Default for Settings {
             },
             filters: FilterSettings {
                 skip_bots: true,
-                skip_empty: true,
+                skip_empty: SkipEmpty::Nothing,
                 command_prefix: "!".to_owned(),
                 blacklist: BTreeSet::new(),
             },
@@ -209,10 +209,35 @@ pub struct FetchSettings {
     pub include_threads: bool,
 }
 
+/// What `skip_empty` drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipEmpty {
+    /// `false`: nothing.
+    Off,
+    /// `true` (the default): messages with nothing to keep: no text, attachment (voice
+    /// messages are one), embed, sticker, poll, forwarded snapshot or component.
+    Nothing,
+    /// `"text"`: the seed's rule, messages without text, whatever else they carry.
+    Text,
+}
+
+impl SkipEmpty {
+    fn parse(value: RawSkipEmpty) -> Result<SkipEmpty, String> {
+        match value {
+            RawSkipEmpty::Flag(true) => Ok(SkipEmpty::Nothing),
+            RawSkipEmpty::Flag(false) => Ok(SkipEmpty::Off),
+            RawSkipEmpty::Word(w) if w == "text" => Ok(SkipEmpty::Text),
+            RawSkipEmpty::Word(w) => Err(format!(
+                "{w:?} is not a choice: true (nothing to keep), false, or \"text\" (no text)"
+            )),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FilterSettings {
     pub skip_bots: bool,
-    pub skip_empty: bool,
+    pub skip_empty: SkipEmpty,
     /// Messages starting with this are bot commands and skipped; "" disables the filter.
     pub command_prefix: String,
     /// Author IDs whose messages are skipped.
@@ -558,7 +583,7 @@ pub fn parse_config_file(path: &Path, text: &str) -> Result<Settings, ConfigErro
             s.filters.skip_bots = v;
         }
         if let Some(v) = f.skip_empty {
-            s.filters.skip_empty = v;
+            s.filters.skip_empty = file.check("filters.skip_empty", v, SkipEmpty::parse)?;
         }
         if let Some(v) = f.command_prefix {
             s.filters.command_prefix = v;
@@ -1166,9 +1191,16 @@ struct RawFetch {
 #[serde(deny_unknown_fields, expecting = "a [filters] table")]
 struct RawFilters {
     skip_bots: Option<bool>,
-    skip_empty: Option<bool>,
+    skip_empty: Option<Spanned<RawSkipEmpty>>,
     command_prefix: Option<String>,
     blacklist: Option<Vec<SnowflakeId>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "true, false or \"text\"")]
+enum RawSkipEmpty {
+    Flag(bool),
+    Word(String),
 }
 
 #[derive(Deserialize)]
@@ -1322,7 +1354,8 @@ include_threads = true
 
 [filters]                        # the seed's defaults; each can be turned off
 skip_bots = true
-skip_empty = true
+skip_empty = true                # nothing to keep: no text, attachment, embed, sticker, poll,
+                                 # forwarded snapshot or component; "text" = the seed's rule (no text)
 command_prefix = "!"             # "" disables
 blacklist = []                   # author IDs
 
@@ -1430,7 +1463,8 @@ id = 234567890123456789
                 include_threads: true
             }
         );
-        assert!(defaults.filters.skip_bots && defaults.filters.skip_empty);
+        assert!(defaults.filters.skip_bots);
+        assert_eq!(defaults.filters.skip_empty, SkipEmpty::Nothing);
         assert_eq!(defaults.filters.command_prefix, "!");
         assert!(defaults.filters.blacklist.is_empty());
         assert_eq!(defaults.progress, ProgressMode::Auto);
@@ -1531,7 +1565,8 @@ id = 234567890123456789
         assert!(s.fetch.include_threads);
         assert_eq!(s.filters.blacklist, BTreeSet::from([1]));
         assert_eq!(s.filters.command_prefix, "?");
-        assert!(!s.filters.skip_bots && !s.filters.skip_empty);
+        assert!(!s.filters.skip_bots);
+        assert_eq!(s.filters.skip_empty, SkipEmpty::Off);
         assert_eq!(
             s.guilds,
             [GuildTarget {

@@ -6,7 +6,9 @@
 //! Every request goes through the same rate limiter as the fetchers'.
 
 use crate::actors::fetcher::{skip_reason, ChannelJob, Failure, Requester, EMPTY_PAGE_SKIP};
-use crate::actors::messages::{LoadChannels, LoadCheckpoints, MarkSkipped, RecordChannels};
+use crate::actors::messages::{
+    LoadChannels, LoadCheckpoints, MarkSkipped, Outcome, RecordChannels,
+};
 use crate::actors::writer::{to_i64, Writer};
 use crate::config::{GuildTarget, Settings};
 use crate::discord::page::ThreadList;
@@ -20,11 +22,37 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 
 /// Channel types whose messages are fetched directly: text, voice text, announcement, stage.
-pub const MESSAGE_CHANNEL_KINDS: [u8; 4] = [0, 2, 5, 13];
+pub const MESSAGE_CHANNEL_KINDS: [i32; 4] = [0, 2, 5, 13];
 /// Threads: announcement, public, private.
-pub const THREAD_KINDS: [u8; 3] = [10, 11, 12];
+pub const THREAD_KINDS: [i32; 3] = [10, 11, 12];
 /// Channels that can hold threads: text, announcement, forum, media.
-pub const THREAD_PARENT_KINDS: [u8; 4] = [0, 5, 15, 16];
+pub const THREAD_PARENT_KINDS: [i32; 4] = [0, 5, 15, 16];
+/// Every channel type Discord documents; any other is new to this version, and is tried as a
+/// text channel (see [`unknown_kind_outcome`]).
+pub const KNOWN_CHANNEL_KINDS: [i32; 13] = [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 16];
+
+/// A channel type this version does not know (Discord adds them).
+pub fn is_unknown_kind(kind: i32) -> bool {
+    !KNOWN_CHANNEL_KINDS.contains(&kind)
+}
+
+/// How a channel of a type this version does not know ended: one that answers the messages
+/// route like a text channel is archived like one; one that refuses it (a 400 or another
+/// answer asking again cannot change, a 403, a 404) is skipped, saying its type, rather than
+/// failed. Known types' outcomes pass through.
+pub fn unknown_kind_outcome(kind: i32, outcome: Outcome) -> Outcome {
+    if !is_unknown_kind(kind) {
+        return outcome;
+    }
+    match outcome {
+        Outcome::Skipped(why) => Outcome::Skipped(format!("unknown channel type {kind}: {why}")),
+        Outcome::FailedForGood(why) => Outcome::Skipped(format!(
+            "unknown channel type {kind}: it does not answer the messages route like a text channel ({why})"
+        )),
+        other => other,
+    }
+}
+
 /// How permission-based skip reasons start (see `permissions::unreadable_reason`).
 const PERMISSION_SKIP: &str = "no permission";
 /// A channel found unreadable (403/404 when asked) is not asked again for this long.
@@ -243,7 +271,7 @@ fn row(info: &ChannelInfo, guild_id: Option<u64>) -> ChannelRow {
         id: to_i64(info.id),
         guild_id: info.guild_id.or(guild_id).map(to_i64),
         name: info.name.clone(),
-        kind: i32::from(info.kind),
+        kind: info.kind,
         parent_id: info.parent_id.map(to_i64),
         last_message_id: info.newest().map(to_i64),
         updated_at: crate::time::now_rfc3339(),
@@ -323,7 +351,7 @@ async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), Disc
     if let Some(k) = ctx.known.get(&channel_id) {
         let info = ChannelInfo {
             id: channel_id,
-            kind: k.kind as u8,
+            kind: k.kind,
             guild_id: k.guild_id.map(|g| g as u64),
             name: k.name.clone(),
             parent_id: k.parent_id.map(|p| p as u64),
@@ -541,15 +569,24 @@ async fn discover_guild(
             );
         }
     }
-    let unreadable = |c: &ChannelInfo, kind: u8, perms: &HashMap<u64, u64>| {
+    let unreadable = |c: &ChannelInfo, kind: i32, perms: &HashMap<u64, u64>| {
         perms
             .get(&c.id)
             .and_then(|p| permissions::unreadable_reason(kind, *p))
     };
 
     for c in &channels {
-        if excluded.contains(&c.id) || !MESSAGE_CHANNEL_KINDS.contains(&c.kind) {
+        let unknown = is_unknown_kind(c.kind);
+        if excluded.contains(&c.id) || !(MESSAGE_CHANNEL_KINDS.contains(&c.kind) || unknown) {
             continue;
+        }
+        if unknown {
+            tracing::info!(
+                channel = c.id,
+                "{} has channel type {}, new to this version: trying it as a text channel",
+                label(c),
+                c.kind
+            );
         }
         match unreadable(c, c.kind, &perms) {
             Some(why) => ctx.skip(c, why.to_owned(), true),
@@ -629,7 +666,7 @@ async fn discover_guild(
         }
     }
     for t in threads.values() {
-        if !THREAD_KINDS.contains(&t.kind) {
+        if !THREAD_KINDS.contains(&t.kind) && !is_unknown_kind(t.kind) {
             continue;
         }
         ctx.rows.push(row(t, Some(g)));

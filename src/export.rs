@@ -18,7 +18,8 @@
 //!   Snowflakes are strings, as in Discord's own JSON (they do not fit a JavaScript
 //!   number); `guild_id`, `edited_at` and `reference_message_id` may be `null`; times are
 //!   RFC 3339 as Discord sent them; `message_type` is Discord's message type (0 default,
-//!   19 reply, ...).
+//!   19 reply, ...). A message whose text lives elsewhere has it as `content`: a forward's
+//!   from its snapshot, a poll's question and answers (one answer a line, `- ` before each).
 //!
 //! Order: by channel ID, then by message ID (oldest first) within a channel, which is the
 //! archive's `(channel_id, id)` index: SQLite streams rows off it without sorting, and rows
@@ -113,6 +114,12 @@ impl From<Row> for ExportedMessage {
             reference_message_id,
             raw_json,
         ) = r;
+        // A forward or a poll has its text outside `content`: the normalized form reads it there.
+        let content = if content.trim().is_empty() {
+            text_elsewhere(&raw_json).unwrap_or(content)
+        } else {
+            content
+        };
         // Snowflakes are stored from u64s below 2^63, so they read back non-negative.
         ExportedMessage {
             id: id as u64,
@@ -129,6 +136,40 @@ impl From<Row> for ExportedMessage {
             raw_json,
         }
     }
+}
+
+/// The text of a message that keeps it outside `content`: a forward's snapshot (its content),
+/// a poll (its question, then each answer on a line of its own). `None` for anything else.
+pub fn text_elsewhere(raw_json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(raw_json).ok()?;
+    let str_at = |v: &serde_json::Value, path: &[&str]| {
+        path.iter()
+            .try_fold(v, |v, key| v.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let forwarded: Vec<String> = v
+        .get("message_snapshots")
+        .and_then(|s| s.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|s| str_at(s, &["message", "content"]))
+        .filter(|t| !t.trim().is_empty())
+        .collect();
+    if !forwarded.is_empty() {
+        return Some(forwarded.join("\n"));
+    }
+    let poll = v.get("poll").filter(|p| !p.is_null())?;
+    let mut lines: Vec<String> = str_at(poll, &["question", "text"]).into_iter().collect();
+    lines.extend(
+        poll.get("answers")
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|a| str_at(a, &["poll_media", "text"]))
+            .map(|t| format!("- {t}")),
+    );
+    (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
 fn selected(filter: &ExportFilter) -> messages::BoxedQuery<'static, Sqlite> {
@@ -346,5 +387,36 @@ mod tests {
         let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
         assert_eq!(last["guild_id"], serde_json::Value::Null);
         assert_eq!(text.lines().count(), 5);
+    }
+
+    #[test]
+    fn a_forward_and_a_poll_have_their_text_in_the_normalized_form() {
+        let forward = r#"{"id":"1","content":"","message_reference":{"type":1,"message_id":"5"},
+            "message_snapshots":[{"message":{"content":"the forwarded text","type":0}}]}"#;
+        assert_eq!(
+            text_elsewhere(forward).as_deref(),
+            Some("the forwarded text")
+        );
+        let poll = r#"{"id":"1","content":"","poll":{"question":{"text":"Lunch?"},
+            "answers":[{"answer_id":1,"poll_media":{"text":"Pizza"}},{"answer_id":2,"poll_media":{"text":"Soup","emoji":{"name":"🍲"}}}]}}"#;
+        assert_eq!(
+            text_elsewhere(poll).as_deref(),
+            Some("Lunch?\n- Pizza\n- Soup")
+        );
+        for other in [r#"{"id":"1","content":""}"#, r#"{"poll":null}"#, "not json"] {
+            assert_eq!(text_elsewhere(other), None, "{other}");
+        }
+        let (_d, mut a) = archive();
+        diesel::update(messages::table.find(1))
+            .set((messages::content.eq(""), messages::raw_json.eq(poll)))
+            .execute(&mut a.conn)
+            .unwrap();
+        let first = messages(&mut a.conn, &ExportFilter::default())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.content, "Lunch?\n- Pizza\n- Soup");
+        assert_eq!(first.raw_json, poll, "the raw JSON is untouched");
     }
 }

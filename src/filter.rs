@@ -1,6 +1,6 @@
 //! The seed's message filters: messages they match advance the checkpoint but are not stored.
 
-use crate::config::FilterSettings;
+use crate::config::{FilterSettings, SkipEmpty};
 use crate::discord::FetchedMessage;
 use crate::stats::Stats;
 
@@ -14,14 +14,22 @@ pub enum Skip {
 
 /// Which filter (first match, in the seed's order) drops this message, if any.
 ///
-/// "Empty" is the seed's rule: no text once whitespace is trimmed (system messages, and
-/// attachment-only posts, which `skip_empty = false` keeps).
+/// "Empty" (`skip_empty = true`) means nothing to keep: no text once whitespace is trimmed and
+/// no payload (attachment, embed, sticker, poll, forwarded snapshot, component), so forwards,
+/// polls, voice messages and attachment-only posts are kept. `skip_empty = "text"` is the
+/// seed's rule: no text, whatever else the message carries.
 pub fn classify(m: &FetchedMessage, f: &FilterSettings) -> Option<Skip> {
+    let no_text = || m.content.trim().is_empty();
+    let empty = match f.skip_empty {
+        SkipEmpty::Off => false,
+        SkipEmpty::Nothing => !m.has_payload && no_text(),
+        SkipEmpty::Text => no_text(),
+    };
     if f.skip_bots && m.author_is_bot {
         Some(Skip::Bot)
     } else if f.blacklist.contains(&m.author_id) {
         Some(Skip::Blacklisted)
-    } else if f.skip_empty && m.content.trim().is_empty() {
+    } else if empty {
         Some(Skip::Empty)
     } else if !f.command_prefix.is_empty() && m.content.starts_with(f.command_prefix.as_str()) {
         Some(Skip::Command)
@@ -32,7 +40,7 @@ pub fn classify(m: &FetchedMessage, f: &FilterSettings) -> Option<Skip> {
 
 /// A message from a person with nothing in it: without the Message Content intent, Discord
 /// sends every such message this way (type 0 default or 19 reply, not a bot, no text, no
-/// attachments or embeds).
+/// payload: a forward, a poll or a voice message carries its own and proves nothing).
 pub fn looks_intentless(m: &FetchedMessage) -> bool {
     !m.author_is_bot && matches!(m.kind, 0 | 19) && m.content.is_empty() && !m.has_payload
 }
@@ -67,7 +75,7 @@ mod tests {
     fn filters() -> FilterSettings {
         FilterSettings {
             skip_bots: true,
-            skip_empty: true,
+            skip_empty: SkipEmpty::Nothing,
             command_prefix: "!".into(),
             blacklist: [666].into_iter().collect(),
         }
@@ -94,7 +102,7 @@ mod tests {
     fn each_filter_can_be_turned_off() {
         let f = FilterSettings {
             skip_bots: false,
-            skip_empty: false,
+            skip_empty: SkipEmpty::Off,
             command_prefix: String::new(),
             blacklist: Default::default(),
         };
@@ -106,5 +114,50 @@ mod tests {
         ] {
             assert_eq!(classify(&m, &f), None);
         }
+    }
+
+    fn shaped(extra: serde_json::Value) -> FetchedMessage {
+        let mut body = serde_json::json!({
+            "id": "10", "type": 0, "content": "", "timestamp": "2024-05-01T12:34:56.789000+00:00",
+            "author": {"id": "1", "username": "u"}
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        parse_messages(format!("[{body}]").into_bytes())
+            .unwrap()
+            .messages
+            .remove(0)
+    }
+
+    /// Forwards, polls, voice messages, stickers, components and attachment-only posts carry
+    /// no `content`: "empty" keeps them; "text" (the seed's rule) drops them.
+    #[test]
+    fn empty_means_nothing_to_keep_and_text_is_the_seeds_rule() {
+        let carriers = [
+            serde_json::json!({"message_reference": {"type": 1, "message_id": "5"},
+                "message_snapshots": [{"message": {"content": "fwd", "type": 0}}]}),
+            serde_json::json!({"poll": {"question": {"text": "q?"}, "answers": []}}),
+            serde_json::json!({"flags": 8192, "attachments": [{"id": "1", "filename": "voice-message.ogg",
+                "duration_secs": 3.2, "waveform": "AAAA"}]}),
+            serde_json::json!({"embeds": [{"title": "t"}]}),
+            serde_json::json!({"sticker_items": [{"id": "1", "name": "s", "format_type": 1}]}),
+            serde_json::json!({"flags": 32768, "components": [{"type": 10, "content": "v2 text"}]}),
+        ];
+        let text_rule = FilterSettings {
+            skip_empty: SkipEmpty::Text,
+            ..filters()
+        };
+        for extra in carriers {
+            let m = shaped(extra.clone());
+            assert_eq!(classify(&m, &filters()), None, "{extra}");
+            assert!(!looks_intentless(&m), "{extra}");
+            assert_eq!(classify(&m, &text_rule), Some(Skip::Empty), "{extra}");
+        }
+        // Nothing at all: empty under both rules, and what a missing intent looks like.
+        let bare = shaped(serde_json::json!({"attachments": [], "poll": null}));
+        assert_eq!(classify(&bare, &filters()), Some(Skip::Empty));
+        assert_eq!(classify(&bare, &text_rule), Some(Skip::Empty));
+        assert!(looks_intentless(&bare));
     }
 }

@@ -97,7 +97,7 @@ pub fn channel_permissions(base: u64, member: &BotMember, overwrites: &[Overwrit
 /// Why the bot cannot read a channel of this kind with these permissions, if it cannot. On a
 /// voice or stage channel, a denied Connect implicitly denies the channel's other permissions
 /// (Discord's permissions documentation, "Implicit Permissions"), its text chat's included.
-pub fn unreadable_reason(kind: u8, perms: u64) -> Option<&'static str> {
+pub fn unreadable_reason(kind: i32, perms: u64) -> Option<&'static str> {
     if perms & VIEW_CHANNEL == 0 {
         Some("no permission: View Channel")
     } else if perms & READ_MESSAGE_HISTORY == 0 {

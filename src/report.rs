@@ -195,6 +195,26 @@ pub fn summary(report: &RunReport) -> String {
         report.elapsed_seconds,
         thousands(report.messages_per_second().round() as u64)
     );
+    if t.anomalies > 0 {
+        let odd: Vec<String> = report
+            .channels
+            .values()
+            .filter(|c| c.stats.anomalies > 0)
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    name_cell(c.name.as_deref(), c.channel_id),
+                    thousands(c.stats.anomalies)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{} anomalies: messages that could not be read as such, kept verbatim in the archive's `anomalies` table, their channels archived on ({})",
+            thousands(t.anomalies),
+            odd.join(", ")
+        );
+    }
     for what in &report.incomplete {
         let _ = writeln!(out, "incomplete: {what}");
     }
@@ -276,6 +296,8 @@ pub enum ChannelState {
     Complete,
     /// Stopped before the newest message; the next run resumes it.
     Partial,
+    /// The last run that fetched it failed (`failure`); the next run tries again.
+    Failed,
     /// Not archived, with the reason (`skip_reason`).
     Skipped,
     /// Known from a listing but never fetched (excluded, or threads turned off).
@@ -323,8 +345,11 @@ pub fn channel_state(c: &StoredChannel) -> ChannelState {
         (None, _) if c.kind.is_some_and(|k| NO_MESSAGE_KINDS.contains(&k)) => {
             ChannelState::NoMessages
         }
+        (None, _) if c.failure.is_some() => ChannelState::Failed,
         (None, Some(true)) => ChannelState::Complete,
         (None, Some(false)) => ChannelState::Partial,
+        // Finished without a checkpoint: asked, and nothing (left) to read.
+        (None, None) if c.finished_at.is_some() => ChannelState::Complete,
         (None, None) => ChannelState::NotFetched,
     }
 }
@@ -377,8 +402,14 @@ pub fn status_rows(rows: &[StoredChannel]) -> Vec<StatusRow> {
 
 fn state_text(row: &StatusRow) -> String {
     match row.state {
+        ChannelState::Complete if row.channel.stored_messages == 0 => {
+            "complete (no messages)".into()
+        }
         ChannelState::Complete => "complete".into(),
         ChannelState::Partial => "partial (the next run resumes it)".into(),
+        ChannelState::Failed => {
+            format!("failed: {}", row.channel.failure.as_deref().unwrap_or("?"))
+        }
         ChannelState::Skipped => format!(
             "skipped: {}",
             row.channel.skip_reason.as_deref().unwrap_or("?")
@@ -414,6 +445,7 @@ pub fn status_table(rows: &[StoredChannel], last_run: Option<&RunRow>) -> String
             .entry(match r.state {
                 ChannelState::Complete => "complete",
                 ChannelState::Partial => "partial",
+                ChannelState::Failed => "failed",
                 ChannelState::Skipped => "skipped",
                 ChannelState::NotFetched => "not fetched",
                 ChannelState::NoMessages => "without messages",
@@ -421,9 +453,17 @@ pub fn status_table(rows: &[StoredChannel], last_run: Option<&RunRow>) -> String
             .or_default() += 1;
         let name = name_cell(c.name.as_deref(), c.channel_id as u64);
         let no_messages = r.state == ChannelState::NoMessages;
+        let mut state = state_text(r);
+        if c.anomalies > 0 {
+            let _ = write!(
+                state,
+                "; {} unreadable kept apart",
+                thousands(c.anomalies as u64)
+            );
+        }
         table.push(vec![
             format!("{}{name}", "  ".repeat(r.depth)),
-            r.kind_name.unwrap_or("?").to_owned(),
+            kind_cell(r),
             c.channel_id.to_string(),
             if no_messages && c.stored_messages == 0 {
                 "-".into()
@@ -433,7 +473,7 @@ pub fn status_table(rows: &[StoredChannel], last_run: Option<&RunRow>) -> String
             date(&c.oldest_message_at).to_owned(),
             date(&c.newest_message_at).to_owned(),
             minute(c.last_fetch.as_deref()),
-            state_text(r),
+            state,
         ]);
     }
     let mut out = table.render();
@@ -501,6 +541,15 @@ fn last_run_line(run: &RunRow) -> String {
     line
 }
 
+/// A channel type in words, or its number when this version does not know it.
+fn kind_cell(row: &StatusRow) -> String {
+    match (row.kind_name, row.channel.kind) {
+        (Some(name), _) => name.to_owned(),
+        (None, Some(kind)) => format!("type {kind}"),
+        (None, None) => "?".to_owned(),
+    }
+}
+
 /// `status --json`: the rows (tree order) as a JSON array.
 pub fn status_json(rows: &[StoredChannel]) -> String {
     serde_json::to_string_pretty(&status_rows(rows)).expect("rows serialize")
@@ -537,6 +586,9 @@ mod tests {
             last_fetch: None,
             complete: None,
             skip_reason: None,
+            failure: None,
+            finished_at: None,
+            anomalies: 0,
         }
     }
 

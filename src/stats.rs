@@ -33,6 +33,9 @@ pub struct Stats {
     /// Ordinary messages from people (not bots, not system messages) with no content, no
     /// attachments, no embeds: what Discord sends when the Message Content intent is off.
     pub content_missing: u64,
+    /// Elements of a page that could not be read as messages (no id, an author without one,
+    /// an ID past 2^63-1...): kept with their raw text in the `anomalies` table.
+    pub anomalies: u64,
 }
 
 impl Stats {
@@ -50,6 +53,7 @@ impl Stats {
         self.requests += other.requests;
         self.restarts += other.restarts;
         self.content_missing += other.content_missing;
+        self.anomalies += other.anomalies;
     }
 
     /// Messages received from people: all but those the bot filter dropped.

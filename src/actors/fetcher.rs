@@ -17,7 +17,7 @@ use super::supervisor::Supervisor;
 use super::writer::{to_i64, Writer};
 use crate::config::{RateSettings, Settings};
 use crate::discord::client::Fetched;
-use crate::discord::{ApiError, DiscordClient, FetchedMessage, Route, PAGE_LIMIT};
+use crate::discord::{Anomaly, ApiError, DiscordClient, FetchedMessage, Route, PAGE_LIMIT};
 use crate::filter;
 use crate::stats::Stats;
 use crate::storage::models::SliceRow;
@@ -41,7 +41,7 @@ pub struct ChannelJob {
     pub channel_id: u64,
     pub guild_id: Option<u64>,
     pub name: Option<String>,
-    pub kind: u8,
+    pub kind: i32,
     /// The newest message ID the listing reported (for progress; may name a deleted message).
     pub newest: Option<u64>,
     /// Permission math showed the bot may read the channel's history: an empty answer then
@@ -342,6 +342,8 @@ where
 #[derive(Default)]
 struct Batch {
     keep: Vec<FetchedMessage>,
+    /// Elements that cannot be stored as messages: quarantined with the batch.
+    anomalies: Vec<Anomaly>,
     /// Messages of any kind (kept or filtered) since the last flush.
     len: usize,
     /// The largest ID covered: every message of the range up to it is in this or an earlier
@@ -690,6 +692,10 @@ async fn fetch_span(
                 return Ok(SpanEnd::NothingVisible { cursor, newest });
             }
         }
+        // Elements without an ID cannot move the cursor: reported with what the page covers.
+        stats.anomalies += page.unplaced.len() as u64;
+        stats.total_processed += page.unplaced.len() as u64;
+        batch.anomalies.extend(page.unplaced);
         let full_page = page.returned >= usize::from(limit);
         let page_ms = match (page.messages.first(), page.messages.last()) {
             (Some(a), Some(b)) => snowflake_ms(b.id).saturating_sub(snowflake_ms(a.id)),
@@ -722,12 +728,17 @@ async fn fetch_span(
             batch.len += 1;
             batch.last = Some(message.id);
             let seen = message.id;
-            if filter::looks_intentless(&message) {
-                stats.content_missing += 1;
-            }
-            match filter::classify(&message, &settings.filters) {
-                Some(skip) => skip.count(stats),
-                None => batch.keep.push(message),
+            if let Some(odd) = message.as_anomaly() {
+                stats.anomalies += 1;
+                batch.anomalies.push(odd);
+            } else {
+                if filter::looks_intentless(&message) {
+                    stats.content_missing += 1;
+                }
+                match filter::classify(&message, &settings.filters) {
+                    Some(skip) => skip.count(stats),
+                    None => batch.keep.push(message),
+                }
             }
             if batch.len >= batch_size {
                 flush(env, job, span, &mut batch, Flush::Partial, counters, stats).await?;
@@ -878,6 +889,7 @@ async fn flush(
         channel_id: job.channel_id,
         guild_id: job.guild_id,
         messages: taken.keep,
+        anomalies: taken.anomalies,
         checkpoint: update,
     };
     let report = ask(&env.committer, batch).await?;

@@ -1,8 +1,8 @@
 //! The messages between the actors, each declaring its reply type.
 
 use super::rate_limiter::{BudgetExhausted, Feedback, Permit};
-use crate::discord::{FetchedMessage, Route};
-use crate::stats::Stats;
+use crate::discord::{Anomaly, FetchedMessage, Route};
+use crate::stats::{ChannelStatus, Stats};
 use crate::storage::models::{ChannelRow, CheckpointRow, KnownChannel, SliceRow};
 use crate::storage::queries::CheckpointUpdate;
 use crate::storage::StorageError;
@@ -32,6 +32,9 @@ pub struct SaveBatch {
     pub guild_id: Option<u64>,
     /// Only the messages to store (filtered ones are already dropped), oldest first.
     pub messages: Vec<FetchedMessage>,
+    /// Elements of the pages it covers that cannot be stored as messages: kept in the
+    /// `anomalies` table, in the same transaction, so the checkpoint never passes one unkept.
+    pub anomalies: Vec<Anomaly>,
     pub checkpoint: CheckpointUpdate,
 }
 
@@ -82,6 +85,12 @@ pub struct MarkSkipped {
     pub channel_id: u64,
     pub reason: Option<String>,
 }
+
+/// App → writer: how the run ended with each channel it fetched (for `status`: failed,
+/// finished, or skipped with the reason the run settled on).
+#[derive(Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct RecordOutcomes(pub Vec<(u64, ChannelStatus)>);
 
 /// App → writer: open a row in `runs`.
 #[derive(Message)]

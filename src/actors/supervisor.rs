@@ -178,7 +178,8 @@ impl Handler<FetcherDone> for Supervisor {
         }
         report.stats.add(&stats);
         report.end_time = Some(crate::time::now_rfc3339());
-        match msg.outcome {
+        let kind = self.jobs.get(&channel_id).map_or(0, |j| j.kind);
+        match crate::discovery::unknown_kind_outcome(kind, msg.outcome) {
             Outcome::Finished => report.status = ChannelStatus::Finished,
             Outcome::Skipped(reason) => {
                 tracing::warn!(channel = channel_id, "skipped: {reason}");

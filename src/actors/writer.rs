@@ -8,11 +8,14 @@
 
 use super::messages::{
     Close, FinishRun, LoadChannels, LoadCheckpoint, LoadCheckpoints, LoadSlices, MarkSkipped,
-    RecordChannels, SaveBatch, SaveGroup, SaveReport, StartRun,
+    RecordChannels, RecordOutcomes, SaveBatch, SaveGroup, SaveReport, StartRun,
 };
-use crate::discord::FetchedMessage;
+use crate::discord::{Anomaly, FetchedMessage};
+use crate::stats::ChannelStatus;
 use crate::storage::checkpointer::Checkpointer;
-use crate::storage::models::{CheckpointRow, KnownChannel, NewMessage, SliceRow, StoredText};
+use crate::storage::models::{
+    CheckpointRow, KnownChannel, NewAnomaly, NewMessage, SliceRow, StoredText,
+};
 use crate::storage::{queries, Archive, StorageError};
 use actix::prelude::*;
 use std::collections::hash_map::Entry;
@@ -165,6 +168,10 @@ impl Writer {
                         let channel_id = to_i64(batch.channel_id);
                         let (previous, slices) = state.get_mut(&channel_id).expect("loaded above");
                         let before = previous.as_ref().map_or(0, |p| p.total_messages);
+                        queries::insert_anomalies(
+                            conn,
+                            &quarantined(batch.anomalies, channel_id, &batch.checkpoint.now),
+                        )?;
                         let (saved, now) = queries::write_batch(
                             conn,
                             rows(batch.messages, channel_id, batch.guild_id),
@@ -210,10 +217,49 @@ fn rows(messages: Vec<FetchedMessage>, channel_id: i64, guild_id: Option<u64>) -
             content: StoredText(m.content),
             created_at: StoredText(m.created_at),
             edited_at: m.edited_at.map(StoredText),
-            message_type: i32::from(m.kind),
+            message_type: m.kind,
             reference_message_id: m.reference_message_id.map(to_i64),
         })
         .collect()
+}
+
+/// A batch's anomalies as rows (IDs as text: one past 2^63-1 is kept as it was served).
+fn quarantined(anomalies: Vec<Anomaly>, channel_id: i64, now: &str) -> Vec<NewAnomaly> {
+    anomalies
+        .into_iter()
+        .map(|a| NewAnomaly {
+            channel_id,
+            message_id: a.message_id.map(|id| id.to_string()),
+            reason: a.reason,
+            raw_json: StoredText(a.raw),
+            seen_at: now.to_owned(),
+        })
+        .collect()
+}
+
+impl Handler<RecordOutcomes> for Writer {
+    type Result = Result<(), StorageError>;
+
+    fn handle(&mut self, msg: RecordOutcomes, _ctx: &mut Self::Context) -> Self::Result {
+        let now = crate::time::now_rfc3339();
+        let (archive, err) = self.archive("recording how channels ended")?;
+        archive
+            .conn
+            .immediate_transaction(|conn| {
+                msg.0.iter().try_for_each(|(channel_id, status)| {
+                    let id = to_i64(*channel_id);
+                    match status {
+                        ChannelStatus::Finished => queries::set_outcome(conn, id, None, &now),
+                        ChannelStatus::Failed(why) => {
+                            queries::set_outcome(conn, id, Some(why), &now)
+                        }
+                        ChannelStatus::Skipped(why) => queries::set_skip(conn, id, Some(why), &now),
+                        ChannelStatus::Interrupted => Ok(()),
+                    }
+                })
+            })
+            .map_err(err)
+    }
 }
 
 impl Handler<LoadCheckpoint> for Writer {
@@ -342,6 +388,7 @@ mod tests {
             channel_id,
             guild_id: None,
             messages,
+            anomalies: Vec::new(),
             checkpoint: CheckpointUpdate {
                 channel_id: channel_id as i64,
                 last_message_id: ids.last().map(|&id| id as i64),

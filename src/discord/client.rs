@@ -87,8 +87,13 @@ impl DiscordClient {
         &self,
         guild_id: u64,
     ) -> Result<Fetched<Vec<ChannelInfo>>, ApiError> {
-        self.json(self.http.guild_channels(id(guild_id)?), "channel list")
-            .await
+        let list: Fetched<page::ChannelList> = self
+            .json(self.http.guild_channels(id(guild_id)?), "channel list")
+            .await?;
+        Ok(Fetched {
+            value: list.value.0,
+            headers: list.headers,
+        })
     }
 
     /// `GET /channels/{id}`.

@@ -183,6 +183,8 @@ impl SimulateArgs {
                 unserved_plain: false,
                 ignore_cursor: Vec::new(),
                 short_pages: Vec::new(),
+                raw_messages: Vec::new(),
+                extra_channels: Vec::new(),
             },
             workers: self.workers.max(1),
             message_content_intent: true,

@@ -55,6 +55,14 @@ pub struct FaultSpec {
     /// Channels whose messages route answers at most half the `limit` asked for (as a
     /// stand-in or proxy with a smaller page size might): a short page there is not the end.
     pub short_pages: Vec<u64>,
+    /// `(channel_id, elements)`: that channel's messages route serves these raw JSON texts
+    /// verbatim instead of its generated messages (any channel ID, listed or not). Each
+    /// element has a position, its place in the history (its ID when it has one): `after=X`
+    /// answers the `limit` elements past X, newest first. For messages no model would write.
+    pub raw_messages: Vec<(u64, Vec<(u64, String)>)>,
+    /// Raw JSON channel objects appended to the guild's channel listing (a type this version
+    /// does not know, an entry without an ID, ...).
+    pub extra_channels: Vec<String>,
 }
 
 impl Default for FaultSpec {
@@ -78,6 +86,8 @@ impl Default for FaultSpec {
             unserved_plain: false,
             ignore_cursor: Vec::new(),
             short_pages: Vec::new(),
+            raw_messages: Vec::new(),
+            extra_channels: Vec::new(),
         }
     }
 }
@@ -91,6 +101,8 @@ impl FaultSpec {
             && self.unserved_paths.is_empty()
             && self.ignore_cursor.is_empty()
             && self.short_pages.is_empty()
+            && self.raw_messages.is_empty()
+            && self.extra_channels.is_empty()
             && self.table().iter().all(|&(p, _)| p <= 0.0)
     }
 
@@ -227,6 +239,30 @@ impl Faults {
         } else {
             limit
         }
+    }
+
+    /// Whether `channel` serves raw elements ([`FaultSpec::raw_messages`]).
+    pub(crate) fn serves_raw(&self, channel: u64) -> bool {
+        let spec = self.spec.lock().unwrap();
+        spec.raw_messages.iter().any(|(c, _)| *c == channel)
+    }
+
+    /// The page `after` / `limit` of `channel`'s raw elements, newest first, as a JSON array;
+    /// `None` when the channel has none ([`FaultSpec::raw_messages`]).
+    pub(crate) fn raw_page(&self, channel: u64, after: u64, limit: usize) -> Option<(String, u64)> {
+        let spec = self.spec.lock().unwrap();
+        let (_, elements) = spec.raw_messages.iter().find(|(c, _)| *c == channel)?;
+        let mut past: Vec<&(u64, String)> = elements.iter().filter(|(p, _)| *p > after).collect();
+        past.sort_by_key(|(p, _)| *p);
+        past.truncate(limit);
+        past.reverse();
+        let body: Vec<&str> = past.iter().map(|(_, raw)| raw.as_str()).collect();
+        Some((format!("[{}]", body.join(",")), past.len() as u64))
+    }
+
+    /// The raw channel objects to append to the guild's listing ([`FaultSpec::extra_channels`]).
+    pub(crate) fn extra_channels(&self) -> Vec<String> {
+        self.spec.lock().unwrap().extra_channels.clone()
     }
 
     /// Whether `path` is one of [`FaultSpec::unserved_paths`], and if so whether it is

@@ -395,6 +395,14 @@ fn route_answer(state: &SimState, route: Route<'_>, query: &str) -> Answer {
         Route::GuildChannels(_) => {
             let mut out = String::with_capacity(512 * model.channels.len() + 2);
             model.write_channel_list(&mut out, |i| state.is_gone(i));
+            for extra in state.faults.extra_channels() {
+                out.pop();
+                if !out.ends_with('[') {
+                    out.push(',');
+                }
+                out.push_str(&extra);
+                out.push(']');
+            }
             (200, out, 0)
         }
         Route::GuildRoles(_) => {
@@ -441,6 +449,17 @@ fn route_answer(state: &SimState, route: Route<'_>, query: &str) -> Answer {
                 return Answer::plain(with_rate_resp(*response, &rate));
             }
             Ok((cursor, limit)) => match state.live_channel(id) {
+                _ if state.faults.serves_raw(id) => {
+                    let after = match cursor {
+                        Cursor::After(after) => after,
+                        _ => 0,
+                    };
+                    let (body, n) = state
+                        .faults
+                        .raw_page(id, after, limit)
+                        .expect("checked above");
+                    (200, body, n)
+                }
                 None => unknown_channel(),
                 Some(i) => {
                     let ch = &model.channels[i];

@@ -1,6 +1,6 @@
 //! Rows as diesel reads and writes them.
 
-use super::schema::{channels, checkpoints, fetch_slices, messages};
+use super::schema::{anomalies, channels, checkpoints, fetch_slices, messages};
 use crate::discord::PageStr;
 use diesel::prelude::*;
 use diesel::serialize::{self, IsNull, Output, ToSql};
@@ -47,6 +47,17 @@ impl From<&str> for StoredText {
     fn from(text: &str) -> StoredText {
         StoredText(PageStr::from(text))
     }
+}
+
+/// A page element kept verbatim because it cannot be stored as a message.
+#[derive(Insertable, Debug, Clone)]
+#[diesel(table_name = anomalies, treat_none_as_default_value = false)]
+pub struct NewAnomaly {
+    pub channel_id: i64,
+    pub message_id: Option<String>,
+    pub reason: String,
+    pub raw_json: StoredText,
+    pub seen_at: String,
 }
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Plain query functions on `&mut SqliteConnection`: the only SQL the archiver runs.
 
-use super::models::{ChannelRow, CheckpointRow, KnownChannel, NewMessage, SliceRow};
-use super::schema::{archive_meta, channels, checkpoints, fetch_slices, messages, runs};
+use super::models::{ChannelRow, CheckpointRow, KnownChannel, NewAnomaly, NewMessage, SliceRow};
+use super::schema::{anomalies, archive_meta, channels, checkpoints, fetch_slices, messages, runs};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::sqlite::SqliteConnection;
@@ -258,6 +258,41 @@ pub fn load_channels(conn: &mut SqliteConnection) -> QueryResult<Vec<KnownChanne
         .load(conn)
 }
 
+/// Keeps page elements that could not be stored as messages, each distinct one once (inside
+/// the caller's transaction: the batch whose checkpoint passes them).
+pub fn insert_anomalies(conn: &mut SqliteConnection, rows: &[NewAnomaly]) -> QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    diesel::insert_or_ignore_into(anomalies::table)
+        .values(rows)
+        .execute(conn)
+}
+
+/// Records how a run ended with a channel: `Some(reason)` failed; `None` finished (then
+/// `finished_at` becomes `at`, and an earlier failure is cleared). A failure keeps when the
+/// channel was last finished.
+pub fn set_outcome(
+    conn: &mut SqliteConnection,
+    channel_id: i64,
+    failure: Option<&str>,
+    at: &str,
+) -> QueryResult<()> {
+    let row = channels::table.find(channel_id);
+    match failure {
+        Some(why) => diesel::update(row)
+            .set(channels::failure.eq(why))
+            .execute(conn)?,
+        None => diesel::update(row)
+            .set((
+                channels::failure.eq(None::<&str>),
+                channels::finished_at.eq(at),
+            ))
+            .execute(conn)?,
+    };
+    Ok(())
+}
+
 /// Records why a channel is not archived (`None` clears it: the channel is readable again).
 pub fn set_skip(
     conn: &mut SqliteConnection,
@@ -347,6 +382,15 @@ pub struct ChannelStatus {
     pub complete: Option<bool>,
     #[diesel(sql_type = Nullable<Text>)]
     pub skip_reason: Option<String>,
+    /// Why the last run that fetched it failed (`None` when it did not).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub failure: Option<String>,
+    /// When a run last finished it (a thread found empty has no checkpoint, only this).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub finished_at: Option<String>,
+    /// Page elements kept in `anomalies` because they could not be stored as messages.
+    #[diesel(sql_type = BigInt)]
+    pub anomalies: i64,
 }
 
 /// One row per channel the archive knows of, checkpointed or skipped.
@@ -360,7 +404,9 @@ pub fn channel_status(conn: &mut SqliteConnection) -> QueryResult<Vec<ChannelSta
              (SELECT created_at FROM messages m WHERE m.channel_id = ids.channel_id ORDER BY id ASC LIMIT 1) AS oldest_message_at, \
              (SELECT created_at FROM messages m WHERE m.channel_id = ids.channel_id ORDER BY id DESC LIMIT 1) AS newest_message_at, \
              k.last_message_id AS last_message_id, k.last_fetch_timestamp AS last_fetch, \
-             k.complete AS complete, c.skip_reason AS skip_reason \
+             k.complete AS complete, c.skip_reason AS skip_reason, \
+             c.failure AS failure, c.finished_at AS finished_at, \
+             (SELECT COUNT(*) FROM anomalies a WHERE a.channel_id = ids.channel_id) AS anomalies \
          FROM ids LEFT JOIN channels c ON c.id = ids.channel_id \
              LEFT JOIN checkpoints k ON k.channel_id = ids.channel_id \
          ORDER BY ids.channel_id",

@@ -8,6 +8,17 @@
 //! arrival order).
 
 diesel::table! {
+    anomalies (id) {
+        id -> Integer,
+        channel_id -> BigInt,
+        message_id -> Nullable<Text>,
+        reason -> Text,
+        raw_json -> Text,
+        seen_at -> Text,
+    }
+}
+
+diesel::table! {
     archive_meta (key) {
         key -> Text,
         value -> Text,
@@ -25,6 +36,8 @@ diesel::table! {
         skip_reason -> Nullable<Text>,
         updated_at -> Text,
         skipped_at -> Nullable<Text>,
+        failure -> Nullable<Text>,
+        finished_at -> Nullable<Text>,
     }
 }
 
@@ -81,6 +94,7 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
+    anomalies,
     archive_meta,
     channels,
     checkpoints,

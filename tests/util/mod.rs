@@ -120,7 +120,7 @@ impl Harness {
                 let bot = v["author"]["bot"].as_bool().unwrap_or(false);
                 if bot
                     || blacklist.contains(&author)
-                    || content.trim().is_empty()
+                    || nothing_to_keep(&v)
                     || content.starts_with('!')
                 {
                     continue;
@@ -298,6 +298,27 @@ pub fn checkpoints_at(path: &std::path::Path) -> BTreeMap<i64, Checkpoint> {
     .into_iter()
     .map(|c| (c.channel_id, c))
     .collect()
+}
+
+/// The default `skip_empty` rule: no text and no payload (attachment, embed, sticker, poll,
+/// forwarded snapshot, component).
+pub fn nothing_to_keep(v: &serde_json::Value) -> bool {
+    let any = |key: &str| match &v[key] {
+        serde_json::Value::Array(a) => !a.is_empty(),
+        serde_json::Value::Null => false,
+        _ => true,
+    };
+    v["content"].as_str().unwrap_or("").trim().is_empty()
+        && ![
+            "attachments",
+            "embeds",
+            "sticker_items",
+            "components",
+            "message_snapshots",
+            "poll",
+        ]
+        .iter()
+        .any(|k| any(k))
 }
 
 /// Seeded choices for tests (splitmix64): the same seed, the same kill points and faults.
