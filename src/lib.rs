@@ -48,6 +48,7 @@
 
 pub mod actors;
 pub mod app;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod discord;

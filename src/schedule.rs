@@ -107,11 +107,14 @@ impl ChannelWork {
     /// Estimated pages left over every open span (`None`: not sized yet, or an open span
     /// with no known end).
     pub fn remaining_pages(&self) -> Option<u64> {
-        self.spans.iter().flatten().try_fold(0u64, |sum, (cursor, end)| {
-            let end = (*end)?;
-            let pages = self.density.pages_between(*cursor, end.max(*cursor))?;
-            Some(sum.saturating_add(pages))
-        })
+        self.spans
+            .iter()
+            .flatten()
+            .try_fold(0u64, |sum, (cursor, end)| {
+                let end = (*end)?;
+                let pages = self.density.pages_between(*cursor, end.max(*cursor))?;
+                Some(sum.saturating_add(pages))
+            })
     }
 
     /// The priority of this channel's next request.

@@ -10,7 +10,7 @@ pub mod route;
 pub use client::DiscordClient;
 pub use error::ApiError;
 pub use headers::RateLimitHeaders;
-pub use page::{Anomaly, ChannelInfo, FetchedMessage, Page, PageStr};
+pub use page::{Anomaly, ChannelInfo, FetchedMessage, Page};
 pub use route::Route;
 
 /// Discord's largest page of messages.

@@ -7,117 +7,11 @@
 //! not cost us the message, and the full model costs several times more per message.
 
 use super::error::ApiError;
+use crate::body::PageStr;
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
 use std::sync::Arc;
-
-/// Text from a page body. The raw JSON of a message, and every string field served without
-/// an escape, is a range of the body shared by the whole page; only escaped strings are decoded
-/// into their own allocation. Rows are then built, and bound to SQLite, without copying text
-/// message by message.
-#[derive(Clone)]
-pub struct PageStr(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Slice {
-        body: Arc<str>,
-        start: u32,
-        end: u32,
-    },
-    Owned(Box<str>),
-}
-
-impl PageStr {
-    pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Slice { body, start, end } => &body[*start as usize..*end as usize],
-            Repr::Owned(text) => text,
-        }
-    }
-
-    /// `text` as a range of `body` when it lies inside it, otherwise copied.
-    fn within(body: &Arc<str>, text: &str) -> PageStr {
-        let base = body.as_ptr() as usize;
-        let start = (text.as_ptr() as usize).wrapping_sub(base);
-        let end = start
-            .checked_add(text.len())
-            .filter(|end| *end <= body.len());
-        match (u32::try_from(start), end.map(u32::try_from)) {
-            (Ok(start), Some(Ok(end))) => PageStr(Repr::Slice {
-                body: body.clone(),
-                start,
-                end,
-            }),
-            _ => PageStr::from(text),
-        }
-    }
-
-    /// Text read as bytes (see `Text`): a range of `body` when borrowed from it, otherwise
-    /// decoded, any unpaired surrogate replaced.
-    fn from_bytes(body: &Arc<str>, bytes: Cow<'_, [u8]>) -> PageStr {
-        match bytes {
-            Cow::Borrowed(bytes) => {
-                let start = (bytes.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
-                match start
-                    .checked_add(bytes.len())
-                    .and_then(|end| body.get(start..end))
-                {
-                    Some(text) => PageStr::within(body, text),
-                    None => PageStr::from(from_wtf8(bytes.to_vec()).as_str()),
-                }
-            }
-            Cow::Owned(bytes) => PageStr(Repr::Owned(from_wtf8(bytes).into_boxed_str())),
-        }
-    }
-}
-
-impl From<&str> for PageStr {
-    fn from(text: &str) -> PageStr {
-        PageStr(Repr::Owned(text.into()))
-    }
-}
-
-impl std::ops::Deref for PageStr {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl PartialEq for PageStr {
-    fn eq(&self, other: &PageStr) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for PageStr {}
-
-impl PartialEq<&str> for PageStr {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl PartialEq<String> for PageStr {
-    fn eq(&self, other: &String) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl std::fmt::Debug for PageStr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl std::fmt::Display for PageStr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One message as the archive stores it.
 #[derive(Clone, Debug)]
@@ -327,33 +221,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
-/// Decoded WTF-8 (UTF-8 that may hold surrogate code points) as UTF-8: each surrogate becomes
-/// one U+FFFD, as an unpaired UTF-16 surrogate cannot be text.
-fn from_wtf8(bytes: Vec<u8>) -> String {
-    match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => {
-            let bytes = e.into_bytes();
-            let mut out = Vec::with_capacity(bytes.len());
-            let mut i = 0;
-            while i < bytes.len() {
-                // A surrogate U+D800..U+DFFF encodes as ED A0..BF 80..BF.
-                if bytes[i] == 0xED
-                    && bytes.get(i + 1).is_some_and(|b| (0xA0..=0xBF).contains(b))
-                    && bytes.get(i + 2).is_some_and(|b| (0x80..=0xBF).contains(b))
-                {
-                    out.extend_from_slice("\u{FFFD}".as_bytes());
-                    i += 3;
-                } else {
-                    out.push(bytes[i]);
-                    i += 1;
-                }
-            }
-            String::from_utf8_lossy(&out).into_owned()
-        }
-    }
-}
-
 #[derive(Deserialize)]
 struct ReferenceView {
     #[serde(default, deserialize_with = "opt_snowflake")]
@@ -399,7 +266,7 @@ fn listed_snowflake<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64
 
 /// Text that may be null or absent, read leniently (see [`Text`]), owned.
 fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(Option::<Text<'de>>::deserialize(d)?.map(|t| from_wtf8(t.0.into_owned())))
+    Ok(Option::<Text<'de>>::deserialize(d)?.map(|t| crate::body::from_wtf8(t.0.into_owned())))
 }
 
 impl ChannelInfo {
@@ -797,21 +664,8 @@ mod tests {
         assert_eq!(tab.content, "tab\there");
         assert!(tab.has_payload);
         // Text served without escapes is shared with the page; escaped text is decoded.
-        assert!(matches!(plain.content.0, Repr::Slice { .. }));
-        assert!(matches!(tab.content.0, Repr::Owned(_)));
-    }
-
-    #[test]
-    fn text_outside_the_page_body_is_copied_not_referenced() {
-        let body: Arc<str> = "abc".into();
-        let elsewhere = String::from("xyz");
-        let text = PageStr::within(&body, &elsewhere);
-        assert!(matches!(text.0, Repr::Owned(_)));
-        assert_eq!(text, "xyz");
-        assert!(matches!(
-            PageStr::within(&body, &body[1..]).0,
-            Repr::Slice { .. }
-        ));
+        assert!(plain.content.is_shared());
+        assert!(!tab.content.is_shared());
     }
 
     #[test]

@@ -333,7 +333,9 @@ impl GuildSpec {
     /// hundred), in random order: a real guild's skew (one #general, many small channels), for
     /// benchmarks of how the run shares the global limit.
     pub fn skewed(channels: usize, messages: u64) -> Self {
-        let weights: Vec<f64> = (1..=channels).map(|i| (i as f64).powf(-ZIPF_EXPONENT)).collect();
+        let weights: Vec<f64> = (1..=channels)
+            .map(|i| (i as f64).powf(-ZIPF_EXPONENT))
+            .collect();
         let total: f64 = weights.iter().sum();
         let mut sizes: Vec<u64> = weights
             .iter()
@@ -2245,7 +2247,9 @@ mod tests {
         let mut sizes: Vec<u64> = spec.channels.iter().map(|c| c.messages).collect();
         let total: u64 = sizes.iter().sum();
         assert!(total.abs_diff(1_000_000) < 200, "{total}");
-        let largest = sizes.iter().position(|&n| n == *sizes.iter().max().unwrap());
+        let largest = sizes
+            .iter()
+            .position(|&n| n == *sizes.iter().max().unwrap());
         assert_ne!(largest, Some(0), "the largest channel is not listed first");
         sizes.sort_unstable_by(|a, b| b.cmp(a));
         assert!((290_000..320_000).contains(&sizes[0]), "{}", sizes[0]);

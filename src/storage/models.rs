@@ -1,7 +1,7 @@
 //! Rows as diesel reads and writes them.
 
 use super::schema::{anomalies, channels, checkpoints, fetch_slices, messages};
-use crate::discord::PageStr;
+use crate::body::PageStr;
 use diesel::prelude::*;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::Text;
