@@ -789,3 +789,38 @@ pub fn assert_checkpoints_cover_rows(
     }
     checkpoints
 }
+
+/// The failure report names the command, its exit, the archive, stdout and stderr, and never
+/// the token; a failed assertion panics with it.
+#[test]
+fn a_failed_assertion_reports_the_command_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("missing").join("a.db");
+    let db_arg = db.display().to_string();
+    let out = TestCommand::new(&["status", "--db", &db_arg])
+        .env("DISCORD_TOKEN", TOKEN)
+        .env("MY_SECRET", "another-secret")
+        .env("TERM", "dumb")
+        .archive(&db)
+        .run();
+    let report = out.to_string();
+    for part in [
+        "--- command\nDISCORD_TOKEN=<redacted> MY_SECRET=<redacted> TERM=dumb discord-archiver status --db ",
+        "--- exit status: 2",
+        &format!("--- archive\n{db_arg}"),
+        "--- stdout\n",
+        "--- stderr\n",
+    ] {
+        assert!(report.contains(part), "{part:?} in:\n{report}");
+    }
+    assert!(!report.contains(TOKEN) && !report.contains("another-secret"));
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        out.assert_exit(0, "status of a missing archive");
+    }))
+    .expect_err("exit 2 is not 0");
+    let message = failed.downcast_ref::<String>().unwrap();
+    assert!(
+        message.starts_with("status of a missing archive: expected exit 0\n--- command"),
+        "{message}"
+    );
+}
