@@ -115,7 +115,7 @@ fn in_mount_namespace(script: &str, env: &[(&str, &str)]) -> Option<TestOutput> 
     }
     let mut cmd = std::process::Command::new("unshare");
     cmd.args(["-Urm", "sh", "-c", script])
-        .env("BIN", env!("CARGO_BIN_EXE_discord-archiver"))
+        .env("BIN", bin_path())
         .env_remove("DISCORD_TOKEN")
         .env_remove("RUST_LOG");
     for (k, v) in env {
@@ -838,7 +838,7 @@ fn a_write_limit_mid_run_stops_the_run_cleanly_and_the_rerun_completes() {
     );
     let out = std::process::Command::new("sh")
         .args(["-c", &script])
-        .env("BIN", env!("CARGO_BIN_EXE_discord-archiver"))
+        .env("BIN", bin_path())
         .env("DISCORD_TOKEN", TOKEN)
         .env_remove("RUST_LOG")
         .output()

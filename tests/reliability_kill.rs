@@ -162,10 +162,10 @@ impl Setup {
         // (mid-request, mid-commit, in between), which request counts alone cannot.
         std::thread::sleep(jitter);
         let running = child.running();
-        child.kill(); // SIGKILL
-                      // Requests the dead process had written may still be in the server's socket buffers
-                      // and be logged later: nothing waits for them, as each run's requests are told apart by
-                      // their client number, not by their place in the log.
+        // SIGKILL. Requests the dead process had written may still be in the server's socket
+        // buffers and be logged later: nothing waits for them, as each run's requests are told
+        // apart by their client number, not by their place in the log.
+        child.kill();
         running
     }
 

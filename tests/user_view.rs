@@ -386,7 +386,7 @@ fn progress_bars_render_under_a_pseudo_terminal() {
     // `auto` (the default) must pick bars on a terminal; slow enough to draw a few frames.
     args.truncate(args.len() - 2);
     args.extend(["--rate".into(), "25".into()]);
-    let command = std::iter::once(env!("CARGO_BIN_EXE_discord-archiver").to_owned())
+    let command = std::iter::once(bin_path().display().to_string())
         .chain(args.iter().cloned())
         .map(|a| shell_quote(&a))
         .collect::<Vec<_>>()

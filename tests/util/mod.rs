@@ -235,6 +235,15 @@ impl Harness {
     }
 }
 
+/// The binary under test: Cargo's build of it, or the one `DISCORD_ARCHIVER_TEST_BIN` names (a
+/// release build, or a private copy where several checkouts share one target directory and
+/// each build re-links `target/debug/discord-archiver` to its own).
+pub fn bin_path() -> PathBuf {
+    std::env::var_os("DISCORD_ARCHIVER_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_discord-archiver")))
+}
+
 /// Runs the real binary with just these variables, outside any harness.
 pub fn run_bin(args: &[&str], env: &[(&str, &str)]) -> TestOutput {
     TestCommand::new(args).envs(env).run()
@@ -306,7 +315,7 @@ impl TestCommand {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_discord-archiver"));
+        let mut cmd = Command::new(bin_path());
         cmd.args(&self.args)
             .env_remove("DISCORD_TOKEN")
             .env_remove("RUST_LOG")
