@@ -1,14 +1,12 @@
 //! End to end: the archiver against the simulator over loopback, in-process and as the binary.
 
-mod util;
-
+use crate::util::*;
 use discord_archiver::app::RunOptions;
 use discord_archiver::simulator::{BucketSpec, FaultSpec, GuildSpec, SimConfig};
 use discord_archiver::stats::ChannelStatus;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use util::*;
 
 /// A guild of one text channel.
 fn one_channel(name: &str, messages: u64) -> GuildSpec {

@@ -1,9 +1,7 @@
 //! The real binary: exit codes, error messages, the demo, status and export.
 
-mod util;
-
+use crate::util::*;
 use std::collections::BTreeSet;
-use util::*;
 
 #[test]
 fn archive_status_and_export_through_the_binary() {
@@ -13,7 +11,7 @@ fn archive_status_and_export_through_the_binary() {
     args.extend(["--stats-json".into(), stats.display().to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = h.bin(&args);
-    assert_exit(&out, 0, "archive");
+    out.assert_exit(0, "archive");
     assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
 
     let json: serde_json::Value =
@@ -50,11 +48,11 @@ fn archive_status_and_export_through_the_binary() {
 
     let db = h.db.display().to_string();
     let out = h.bin(&["status", "--db", &db]);
-    assert_exit(&out, 0, "status");
-    assert!(text(&out).contains("complete"), "{}", text(&out));
+    out.assert_exit(0, "status");
+    out.assert_says("complete");
     let out = h.bin(&["status", "--db", &db, "--json"]);
-    assert_exit(&out, 0, "status --json");
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    out.assert_exit(0, "status --json");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.output.stdout).unwrap();
     let stored: i64 = rows
         .iter()
         .map(|r| r["stored_messages"].as_i64().unwrap())
@@ -69,7 +67,7 @@ fn archive_status_and_export_through_the_binary() {
         "--out",
         &exported.display().to_string(),
     ]);
-    assert_exit(&out, 0, "export");
+    out.assert_exit(0, "export");
     let lines: Vec<String> = std::fs::read_to_string(&exported)
         .unwrap()
         .lines()
@@ -100,16 +98,9 @@ fn a_closed_stdout_is_not_a_panic() {
     for (args, code) in runs {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_discord-archiver"))
-            .args(&args)
-            .env("DISCORD_TOKEN", TOKEN)
-            .env_remove("RUST_LOG")
-            .stdout(writer)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        let out = h.command(&args).stdout(writer.into()).run();
+        out.assert_exit(code, "stdout closed");
+        out.assert_never_says("panicked");
     }
 }
 
@@ -119,8 +110,8 @@ fn a_missing_token_is_a_usage_error() {
     let args = h.archive_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = h.bin_env(&args, &[]);
-    assert_exit(&out, 2, "no token");
-    assert!(text(&out).contains("DISCORD_TOKEN"), "{}", text(&out));
+    out.assert_exit(2, "no token");
+    out.assert_says("DISCORD_TOKEN");
     assert!(!h.db.exists(), "nothing was created");
 }
 
@@ -130,9 +121,9 @@ fn a_rejected_token_stops_before_any_damage() {
     let args = h.archive_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = h.bin_env(&args, &[("DISCORD_TOKEN", "not-the-token")]);
-    assert_exit(&out, 2, "bad token");
-    assert!(text(&out).contains("401"), "{}", text(&out));
-    assert!(!text(&out).contains("not-the-token"));
+    out.assert_exit(2, "bad token");
+    out.assert_says("401");
+    assert!(!out.text().contains("not-the-token"));
     assert_eq!(h.requests().len(), 1, "only the token check was made");
     let left: Vec<_> = std::fs::read_dir(h.dir.path())
         .unwrap()
@@ -156,8 +147,8 @@ fn a_rejected_token_stops_before_any_damage_without_the_token_check_route() {
     let args = h.archive_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = h.bin_env(&args, &[("DISCORD_TOKEN", "not-the-token")]);
-    assert_exit(&out, 2, "bad token");
-    assert!(text(&out).contains("401"), "{}", text(&out));
+    out.assert_exit(2, "bad token");
+    out.assert_says("401");
     let left: Vec<_> = std::fs::read_dir(h.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -178,11 +169,11 @@ fn a_rejected_token_stops_before_any_damage_without_the_token_check_route() {
         "--channel",
         &channel,
     ];
-    assert_exit(&h.bin(&named), 0, "first run");
+    h.bin(&named).assert_exit(0, "first run");
     let before = std::fs::read(&h.db).unwrap();
     let asked = h.requests().len();
     let out = h.bin_env(&named, &[("DISCORD_TOKEN", "not-the-token")]);
-    assert_exit(&out, 2, "bad token, known channel");
+    out.assert_exit(2, "bad token, known channel");
     assert_eq!(
         std::fs::read(&h.db).unwrap(),
         before,
@@ -208,8 +199,8 @@ fn an_unknown_guild_leaves_no_new_archive() {
         "--guild",
         "123456789012345678",
     ]);
-    assert_exit(&out, 2, "unknown guild");
-    assert!(text(&out).contains("123456789012345678"), "{}", text(&out));
+    out.assert_exit(2, "unknown guild");
+    out.assert_says("123456789012345678");
     assert!(!h.db.exists(), "no new archive left behind");
 }
 
@@ -223,8 +214,8 @@ fn a_directory_as_an_output_file_is_a_usage_error_up_front() {
     args.extend(["--stats-json".into(), dir.display().to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = h.bin(&args);
-    assert_exit(&out, 2, "--stats-json a directory");
-    assert!(text(&out).contains("--stats-json"), "{}", text(&out));
+    out.assert_exit(2, "--stats-json a directory");
+    out.assert_says("--stats-json");
     assert!(h.requests().is_empty(), "nothing was asked");
     assert!(!h.db.exists());
 }
@@ -253,8 +244,8 @@ fn an_api_base_that_does_not_answer_is_named() {
         ],
         &[("DISCORD_TOKEN", "t"), ("MESSAGE_FETCH_MAX_RETRIES", "0")],
     );
-    assert_exit(&out, 1, "nothing listening");
-    let said = text(&out);
+    out.assert_exit(1, "nothing listening");
+    let said = out.text();
     assert!(
         said.contains(&base) && said.contains("--api-base"),
         "{said}"
@@ -278,8 +269,8 @@ fn config_errors_name_the_key_and_line() {
         "--channel",
         "1",
     ]);
-    assert_exit(&out, 2, "unknown key");
-    let t = text(&out);
+    out.assert_exit(2, "unknown key");
+    let t = out.text();
     assert!(t.contains("batch_sise") && t.contains("line 5"), "{t}");
 
     std::fs::write(&config, "[fetch]\nbatch_size = 0\n").unwrap();
@@ -290,8 +281,8 @@ fn config_errors_name_the_key_and_line() {
         "--channel",
         "1",
     ]);
-    assert_exit(&out, 2, "impossible value");
-    let t = text(&out);
+    out.assert_exit(2, "impossible value");
+    let t = out.text();
     assert!(t.contains("batch_size") && t.contains("line 2"), "{t}");
 }
 
@@ -301,14 +292,14 @@ fn demo_archives_and_then_resumes() {
     let db = dir.path().join("demo.db");
     let db = db.display().to_string();
     let out = run_bin(&["demo", "--db", &db, "--progress", "log"], &[]);
-    assert_exit(&out, 0, "demo");
-    let first = text(&out);
+    out.assert_exit(0, "demo");
+    let first = out.text();
     assert!(first.contains("messages/s"), "{first}");
     let out = run_bin(&["demo", "--db", &db, "--progress", "log"], &[]);
-    assert_exit(&out, 0, "demo again");
-    let again = String::from_utf8_lossy(&out.stdout).to_string();
+    out.assert_exit(0, "demo again");
+    let again = out.stdout();
     assert!(again.contains(" 0 stored"), "nothing new: {again}");
-    assert!(text(&out).contains("up to date"), "{}", text(&out));
+    out.assert_says("up to date");
 }
 
 #[test]
@@ -316,30 +307,22 @@ fn an_output_path_that_is_the_archive_is_refused_before_anything_is_written() {
     let h = Harness::small();
     let args = h.archive_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    assert_exit(&h.bin(&args), 0, "archive");
+    h.bin(&args).assert_exit(0, "archive");
     let before = std::fs::read(&h.db).unwrap();
     let db = h.db.display().to_string();
     let wal = format!("{db}-wal");
 
     for out in [&db, &wal] {
         let export = h.bin(&["export", "--db", &db, "--out", out]);
-        assert_exit(&export, 2, "export over the archive");
-        assert!(
-            text(&export).contains("is the archive itself"),
-            "{}",
-            text(&export)
-        );
+        export.assert_exit(2, "export over the archive");
+        export.assert_says("is the archive itself");
 
         let requests = h.requests().len();
         let mut run = args.clone();
         run.extend(["--stats-json", out]);
         let archive = h.bin(&run);
-        assert_exit(&archive, 2, "stats over the archive");
-        assert!(
-            text(&archive).contains("--stats-json"),
-            "{}",
-            text(&archive)
-        );
+        archive.assert_exit(2, "stats over the archive");
+        archive.assert_says("--stats-json");
         assert_eq!(h.requests().len(), requests, "refused before any request");
     }
     assert_eq!(
@@ -347,13 +330,13 @@ fn an_output_path_that_is_the_archive_is_refused_before_anything_is_written() {
         before,
         "the archive is untouched"
     );
-    assert_exit(&h.bin(&["status", "--db", &db]), 0, "status");
+    h.bin(&["status", "--db", &db]).assert_exit(0, "status");
 
     let missing = h.dir.path().join("no-such-dir/stats.json");
     let mut run = args.clone();
     let missing = missing.display().to_string();
     run.extend(["--stats-json", &missing]);
     let out = h.bin(&run);
-    assert_exit(&out, 2, "stats into a missing directory");
-    assert!(text(&out).contains("does not exist"), "{}", text(&out));
+    out.assert_exit(2, "stats into a missing directory");
+    out.assert_says("does not exist");
 }

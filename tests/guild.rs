@@ -1,13 +1,11 @@
 //! A whole guild, supervised: every channel kind, threads, permissions, restarts, shutdown.
 
-mod util;
-
+use crate::util::*;
 use discord_archiver::app::RunOptions;
-use discord_archiver::simulator::{FaultSpec, GuildSpec, SimConfig};
+use discord_archiver::simulator::{FaultSpec, GuildSpec, LoggedRequest, SimConfig};
 use discord_archiver::stats::ChannelStatus;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
-use util::*;
+use std::time::Duration;
 
 fn full() -> Harness {
     Harness::new(SimConfig {
@@ -273,12 +271,8 @@ fn a_panicking_fetcher_is_restarted_and_the_run_completes() {
             ("DISCORD_ARCHIVER_TEST_PANIC", &panic),
         ],
     );
-    assert_exit(&out, 0, "two panics, then success");
-    assert!(
-        text(&out).contains("injected fetcher panic"),
-        "{}",
-        text(&out)
-    );
+    out.assert_exit(0, "two panics, then success");
+    out.assert_says("injected fetcher panic");
     assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
 }
 
@@ -291,37 +285,21 @@ fn sigterm_saves_what_was_fetched_and_a_rerun_completes_the_archive() {
     });
     let mut args = h.archive_args();
     args.extend(["--concurrency".into(), "2".into()]);
-    let child = spawn_piped(&args);
+    let child = h.command(&args).spawn(&h.dir.path().join("sigterm"));
     // Wait until something is committed, then ask it to stop.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if committed_messages(&h) > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "nothing was committed in time");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    unsafe { libc_kill(child.id() as i32, 15) };
-    let out = child.wait_with_output().unwrap();
-    assert_exit(&out, 130, "SIGTERM");
+    wait_until("a commit", Duration::from_secs(120), || {
+        committed_messages(&h) > 0
+    });
+    child.signal(SIGTERM);
+    let out = child.wait(Duration::from_secs(120));
+    out.assert_exit(130, "SIGTERM");
     let partial = h.archived();
     assert!(!partial.is_empty());
     let expected = h.expected(&BTreeSet::new());
     assert!(partial.len() < expected.len(), "stopped before the end");
     let out = h.bin(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_exit(&out, 0, "re-run");
+    out.assert_exit(0, "re-run");
     assert_same_rows(&h.archived(), &expected);
-}
-
-/// The binary started with the token, its output kept for `wait_with_output`.
-fn spawn_piped(args: &[String]) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_discord-archiver"))
-        .args(args)
-        .env("DISCORD_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 /// Messages committed so far, read without disturbing the writer (0 until the schema exists).
@@ -343,10 +321,7 @@ fn committed_messages(h: &Harness) -> i64 {
         .map_or(0, |c| c.n)
 }
 
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
+const SIGTERM: i32 = 15;
 
 /// Without Read Message History Discord answers `200 []`: a channel asked for by ID, whose
 /// permissions discovery does not check, must be reported and skipped, not recorded as archived
@@ -389,16 +364,18 @@ fn sigterm_during_discovery_ends_the_run_as_interrupted() {
         latency: Duration::from_millis(300),
         ..SimConfig::default()
     });
-    let child = spawn_piped(&h.archive_args());
+    let mut child = h
+        .command(&h.archive_args())
+        .spawn(&h.dir.path().join("sigterm"));
     // Past the token check: a listing request means discovery has begun.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !h.requests().iter().any(|r| r.contains("/guilds/")) {
-        assert!(Instant::now() < deadline, "discovery never started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    unsafe { libc_kill(child.id() as i32, 15) };
-    let out = child.wait_with_output().unwrap();
-    assert_exit(&out, 130, "SIGTERM during discovery");
+    let listing = |r: &LoggedRequest| r.path.contains("/guilds/");
+    assert!(
+        await_requests(&h, 1, listing, || child.running()),
+        "the run ended before discovery"
+    );
+    child.signal(SIGTERM);
+    let out = child.wait(Duration::from_secs(120));
+    out.assert_exit(130, "SIGTERM during discovery");
     assert!(
         !h.requests().iter().any(|r| r.contains("/messages")),
         "nothing fetched: {:?}",

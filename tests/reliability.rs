@@ -3,8 +3,7 @@
 //!
 //! docs/RELIABILITY.md maps each guarantee to the tests here.
 
-mod util;
-
+use crate::util::*;
 use diesel::connection::SimpleConnection;
 use diesel::RunQueryDsl;
 use discord_archiver::app::{self, RunError, RunOptions};
@@ -21,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use util::*;
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
@@ -106,7 +104,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 /// A shell script run in a private mount namespace (`unshare`), so that it may mount a small
 /// tmpfs without touching the machine's mounts. `None` when this machine does not allow it.
-fn in_mount_namespace(script: &str, env: &[(&str, &str)]) -> Option<std::process::Output> {
+fn in_mount_namespace(script: &str, env: &[(&str, &str)]) -> Option<TestOutput> {
     let probe = std::process::Command::new("unshare")
         .args(["-Urm", "sh", "-c"])
         .arg("d=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs \"$d\" && umount \"$d\"; r=$?; rmdir \"$d\"; exit $r")
@@ -117,13 +115,18 @@ fn in_mount_namespace(script: &str, env: &[(&str, &str)]) -> Option<std::process
     }
     let mut cmd = std::process::Command::new("unshare");
     cmd.args(["-Urm", "sh", "-c", script])
-        .env("BIN", env!("CARGO_BIN_EXE_discord-archiver"))
+        .env("BIN", bin_path())
         .env_remove("DISCORD_TOKEN")
         .env_remove("RUST_LOG");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    Some(cmd.output().expect("unshare runs"))
+    let out = cmd.output().expect("unshare runs");
+    Some(TestOutput::of(
+        out,
+        &format!("unshare -Urm sh -c {}", shell_quote(script)),
+        None,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -258,8 +261,8 @@ fn a_storm_of_mixed_faults_through_the_binary_exits_0_with_the_exact_archive() {
         stats.display().to_string(),
     ]);
     let out = h.bin(&strs(&args));
-    assert_exit(&out, 0, "mixed faults");
-    assert!(!text(&out).contains("panicked"), "{}", text(&out));
+    out.assert_exit(0, "mixed faults");
+    out.assert_never_says("panicked");
     assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
@@ -651,8 +654,8 @@ fn a_channel_failing_for_good_exits_1_and_the_rest_is_exact() {
     let mut args = h.archive_args();
     args.extend(["--config".into(), config.display().to_string()]);
     let out = h.bin(&strs(&args));
-    assert_exit(&out, 1, "a channel failed for good");
-    assert!(text(&out).contains("two-fifty"), "{}", text(&out));
+    out.assert_exit(1, "a channel failed for good");
+    out.assert_says("two-fifty");
     let expected: BTreeMap<i64, Row> = h
         .expected(&BTreeSet::new())
         .into_iter()
@@ -690,46 +693,18 @@ fn a_token_revoked_mid_run_stops_at_once_with_exit_1_and_loses_nothing() {
     let expected = h.expected(&BTreeSet::new());
     let mut args = h.archive_args();
     args.extend(["--rate".into(), "5000".into()]);
-    let mut child = spawn_bin(
-        &args,
-        &[("DISCORD_TOKEN", TOKEN)],
-        &h.dir.path().join("revoked"),
+    let mut child = h.command(&args).spawn(&h.dir.path().join("revoked"));
+    let served_page = |r: &simulator::LoggedRequest| page_request(r).is_some() && r.status == 200;
+    assert!(
+        await_requests(&h, 12, served_page, || child.running()),
+        "the run ended before 12 pages"
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while h
-        .sim
-        .state()
-        .request_log()
-        .iter()
-        .filter(|r| page_request(r).is_some() && r.status == 200)
-        .count()
-        < 12
-    {
-        assert!(Instant::now() < deadline, "the run makes progress");
-        assert!(child.try_wait().unwrap().is_none(), "still running");
-        std::thread::sleep(Duration::from_millis(1));
-    }
     h.sim.state().revoke_token();
     let revoked_at = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            revoked_at.elapsed() < Duration::from_secs(30),
-            "the run did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let out = child.wait(Duration::from_secs(30));
     let stopped_in = revoked_at.elapsed();
-    let stderr = std::fs::read_to_string(h.dir.path().join("revoked.err")).unwrap()
-        + &std::fs::read_to_string(h.dir.path().join("revoked.out")).unwrap();
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "exit 1 on a 401 mid-run ({status:?}): {stderr}"
-    );
-    assert!(stderr.contains("401"), "{stderr}");
+    out.assert_exit(1, "exit 1 on a 401 mid-run");
+    out.assert_says("401");
     assert!(
         stopped_in < Duration::from_secs(5),
         "stops at once: {stopped_in:?}"
@@ -752,7 +727,7 @@ fn a_token_revoked_mid_run_stops_at_once_with_exit_1_and_loses_nothing() {
     let at = args.iter().position(|a| a == "--db").unwrap();
     args[at + 1] = h.db.display().to_string();
     let out = fresh.bin(&strs(&args));
-    assert_exit(&out, 0, "the run after a new token");
+    out.assert_exit(0, "the run after a new token");
     assert_same_rows(&h.archived(), &expected);
     eprintln!("401 mid-run: stopped in {stopped_in:?}, {unauthorized} requests got 401");
 }
@@ -796,7 +771,7 @@ fn disk_full_is_a_clear_error_and_a_rerun_after_freeing_space_completes() {
     let Some(out) = in_mount_namespace(&tiny, &env) else {
         return;
     };
-    assert!(out.status.success(), "script: {}", text(&out));
+    assert!(out.output.status.success(), "script failed:\n{out}");
     let tiny = read("tiny.err");
     assert_eq!(rc("tiny"), 2, "{tiny}");
     assert!(tiny.contains("full"), "names the cause: {tiny}");
@@ -817,7 +792,7 @@ fn disk_full_is_a_clear_error_and_a_rerun_after_freeing_space_completes() {
         "
     );
     let out = in_mount_namespace(&full, &env).expect("worked a moment ago");
-    assert!(out.status.success(), "script: {}", text(&out));
+    assert!(out.output.status.success(), "script failed:\n{out}");
     let full = read("full.err") + &read("full.out");
     assert_eq!(rc("full"), 1, "{full}");
     assert!(
@@ -863,13 +838,14 @@ fn a_write_limit_mid_run_stops_the_run_cleanly_and_the_rerun_completes() {
     );
     let out = std::process::Command::new("sh")
         .args(["-c", &script])
-        .env("BIN", env!("CARGO_BIN_EXE_discord-archiver"))
+        .env("BIN", bin_path())
         .env("DISCORD_TOKEN", TOKEN)
         .env_remove("RUST_LOG")
         .output()
         .unwrap();
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "a failed run: {t}");
+    let out = TestOutput::of(out, &format!("sh -c {}", shell_quote(&script)), Some(&h.db));
+    let t = out.text();
+    out.assert_exit(1, "a failed run");
     assert!(
         t.contains("storage failed") && t.contains("disk I/O error") && t.contains("disk full"),
         "names the cause and what to do: {t}"
@@ -885,7 +861,7 @@ fn a_write_limit_mid_run_stops_the_run_cleanly_and_the_rerun_completes() {
     let cps = assert_checkpoints_cover_rows(&h.db, &expected, "write limit");
     assert!(!cps.is_empty() && h.archived().len() < expected.len());
     let out = h.bin(&strs(&h.archive_args()));
-    assert_exit(&out, 0, "re-run without the limit");
+    out.assert_exit(0, "re-run without the limit");
     assert_same_rows(&h.archived(), &expected);
 }
 
@@ -901,44 +877,33 @@ fn a_second_archiver_on_the_same_database_is_refused() {
     });
     let mut args = h.archive_args();
     args.extend(["--rate".into(), "5000".into()]);
-    let mut first = spawn_bin(
-        &args,
-        &[("DISCORD_TOKEN", TOKEN)],
-        &h.dir.path().join("first"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while h
-        .sim
-        .state()
-        .request_log()
-        .iter()
-        .filter(|r| page_request(r).is_some())
-        .count()
-        < 4
-    {
-        assert!(Instant::now() < deadline && first.try_wait().unwrap().is_none());
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let before = h.sim.state().request_log().len();
-    let second = h.bin(&strs(&args));
-    let during = h.sim.state().request_log().len();
-    let status = h.bin(&["status", "--db", h.db.to_str().unwrap()]);
-    let still_running = first.try_wait().unwrap().is_none();
-    assert_exit(&second, 2, "second archiver");
+    let mut first = h.command(&args).spawn(&h.dir.path().join("first"));
+    let page = |r: &simulator::LoggedRequest| page_request(r).is_some();
     assert!(
-        text(&second).contains("another discord-archiver is writing to this archive"),
-        "{}",
-        text(&second)
+        await_requests(&h, 4, page, || first.running()),
+        "the first archiver ended before 4 pages"
     );
+    // The second has a token of its own: its requests, if any, are known whenever they land.
+    let (token, second_client) = h.client_token();
+    let second = TestCommand::new(&args)
+        .env("DISCORD_TOKEN", &token)
+        .archive(&h.db)
+        .run();
+    let status = h.bin(&["status", "--db", h.db.to_str().unwrap()]);
+    let still_running = first.running();
+    second.assert_exit(2, "second archiver");
+    second.assert_says("another discord-archiver is writing to this archive");
     assert!(still_running, "the check ran while the first was writing");
-    // The first archiver's own requests go on; the second added none.
-    let second_requests = h.sim.state().request_log()[before..during]
-        .iter()
-        .filter(|r| r.path.ends_with("/users/@me"))
-        .count();
-    assert_eq!(second_requests, 0, "the refused archiver made no request");
-    assert_exit(&status, 0, "status while archiving");
-    assert!(first.wait().unwrap().success());
+    // The first archiver's own requests go on; the second made none.
+    assert_eq!(
+        h.requests_of(second_client),
+        [],
+        "the refused archiver made no request"
+    );
+    status.assert_exit(0, "status while archiving");
+    first
+        .wait(Duration::from_secs(120))
+        .assert_exit(0, "the first archiver");
     assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
 }
 
@@ -1035,12 +1000,12 @@ fn files_that_are_not_our_archive_are_refused_and_left_unchanged() {
         ];
         for command in &commands {
             let out = h.bin(&strs(command));
-            assert_exit(&out, 2, &format!("{what}: {}", command[0]));
+            out.assert_exit(2, &format!("{what}: {}", command[0]));
             assert!(
-                text(&out).contains(needle),
+                out.text().contains(needle),
                 "{what}: {} says {needle:?}: {}",
                 command[0],
-                text(&out)
+                out.text()
             );
             assert_unchanged(&before, &snapshot(&dir), &format!("{what}: {}", command[0]));
             tried += 1;
@@ -1072,8 +1037,8 @@ fn an_unwritable_archive_path_is_a_clear_error() {
         let at = args.iter().position(|a| a == "--db").unwrap();
         args[at + 1] = db.display().to_string();
         let out = h.bin(&strs(&args));
-        assert_exit(&out, 2, &db.display().to_string());
-        let t = text(&out);
+        out.assert_exit(2, &db.display().to_string());
+        let t = out.text();
         assert!(
             t.contains(needle) && t.contains(&db.display().to_string()),
             "{t}"
@@ -1113,7 +1078,7 @@ fn an_unwritable_archive_path_is_a_clear_error() {
     ) else {
         return;
     };
-    assert!(out.status.success(), "script: {}", text(&out));
+    assert!(out.output.status.success(), "script failed:\n{out}");
     let read = |name: &str| std::fs::read_to_string(out_dir.join(name)).unwrap();
     for name in ["new.db", "old.db"] {
         let err = read(&format!("{name}.err"));
@@ -1139,12 +1104,8 @@ fn an_unwritable_stats_json_path_is_reported() {
     let mut args = h.archive_args();
     args.extend(["--stats-json".into(), stats.display().to_string()]);
     let out = h.bin(&strs(&args));
-    assert_exit(&out, 1, "stats-json unwritable");
-    assert!(
-        text(&out).contains(&stats.display().to_string()),
-        "{}",
-        text(&out)
-    );
+    out.assert_exit(1, "stats-json unwritable");
+    assert!(out.text().contains(&stats.display().to_string()), "{out}");
     assert_same_rows(&h.archived(), &h.expected(&BTreeSet::new()));
 }
 
@@ -1450,8 +1411,8 @@ fn bad_input_is_refused_with_exit_2_and_a_message_that_says_where() {
             "case {i} ({:?} {:?} {:?})",
             case.config, case.args, case.env
         );
-        assert_exit(&out, 2, &what);
-        let t = text(&out);
+        out.assert_exit(2, &what);
+        let t = out.text();
         for needle in case.needles {
             assert!(
                 t.contains(needle),
@@ -1756,13 +1717,13 @@ fn the_token_never_appears_in_logs_errors_the_database_or_stats() {
             ("DISCORD_ARCHIVER_TEST_PANIC", &panic_env),
         ],
     );
-    assert_exit(&out, 0, "-vv run");
+    out.assert_exit(0, "-vv run");
     assert!(
-        text(&out).contains("TRACE") || text(&out).contains("DEBUG"),
+        out.text().contains("TRACE") || out.text().contains("DEBUG"),
         "tracing is on"
     );
     assert!(
-        text(&out).contains("injected fetcher panic"),
+        out.text().contains("injected fetcher panic"),
         "the panic message is in the output"
     );
     outputs.push(("-vv run", out));
@@ -1770,7 +1731,7 @@ fn the_token_never_appears_in_logs_errors_the_database_or_stats() {
         &strs(&base_args),
         &[("DISCORD_TOKEN", SECRET), ("RUST_LOG", "trace")],
     );
-    assert_exit(&out, 0, "RUST_LOG=trace run");
+    out.assert_exit(0, "RUST_LOG=trace run");
     outputs.push(("RUST_LOG=trace run", out));
     // A wrong token and a revoked one: the error paths.
     let wrong = format!("{SECRET}x");
@@ -1778,15 +1739,15 @@ fn the_token_never_appears_in_logs_errors_the_database_or_stats() {
         &strs(&vv),
         &[("DISCORD_TOKEN", &wrong), ("RUST_LOG", "trace")],
     );
-    assert_exit(&out, 2, "wrong token");
-    assert!(!text(&out).contains(&wrong));
+    out.assert_exit(2, "wrong token");
+    assert!(!out.text().contains(&wrong));
     outputs.push(("wrong-token run", out));
     sim.state().revoke_token();
     let out = run_bin(
         &strs(&vv),
         &[("DISCORD_TOKEN", SECRET), ("RUST_LOG", "trace")],
     );
-    assert_exit(&out, 2, "revoked token");
+    out.assert_exit(2, "revoked token");
     outputs.push(("revoked-token run", out));
     // status and export at trace level.
     for cmd in [
@@ -1794,15 +1755,15 @@ fn the_token_never_appears_in_logs_errors_the_database_or_stats() {
         vec!["-vv", "export", "--db", db.to_str().unwrap()],
     ] {
         let out = run_bin(&cmd, &[("DISCORD_TOKEN", SECRET), ("RUST_LOG", "trace")]);
-        assert_exit(&out, 0, cmd[1]);
+        out.assert_exit(0, cmd[1]);
         outputs.push((cmd[1], out));
     }
 
     let mut searched = 0usize;
     for (what, out) in &outputs {
-        assert_no_secret(&format!("{what} stdout"), &out.stdout);
-        assert_no_secret(&format!("{what} stderr"), &out.stderr);
-        searched += out.stdout.len() + out.stderr.len();
+        assert_no_secret(&format!("{what} stdout"), &out.output.stdout);
+        assert_no_secret(&format!("{what} stderr"), &out.output.stderr);
+        searched += out.output.stdout.len() + out.output.stderr.len();
     }
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();

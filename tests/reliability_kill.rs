@@ -15,14 +15,11 @@
 //! CI runs 24 kill points on the small preset, 8 on a long channel paged in slices, and a chain
 //! of 6 kills on one archive. `RELIABILITY_LONG=1` runs 120 + 30 points and 6 chains of 15.
 
-mod util;
-
-use discord_archiver::simulator::{ChannelSpec, GuildSpec, SimConfig};
+use crate::util::*;
+use discord_archiver::simulator::{ChannelSpec, GuildSpec, LoggedRequest, SimConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
-use util::*;
 
 /// Simulated network latency: long enough that kills land mid-request, short enough for CI.
 const LATENCY: Duration = Duration::from_millis(8);
@@ -91,11 +88,10 @@ impl Setup {
             per_span: pages_in_flight(batch_size),
         };
         let db = setup.h.dir.path().join("uninterrupted.db");
-        let start = setup.h.sim.state().request_log().len();
-        setup.complete(&db, "uninterrupted run");
-        let log = setup.h.sim.state().request_log();
-        setup.requests = (log.len() - start) as u64;
-        setup.discovery = log[start..]
+        let client = setup.complete(&db, "uninterrupted run");
+        let log = setup.h.requests_of(client);
+        setup.requests = log.len() as u64;
+        setup.discovery = log
             .iter()
             .position(|r| page_request(r).is_some())
             .unwrap_or(0) as u64;
@@ -124,13 +120,15 @@ impl Setup {
         args
     }
 
-    /// Runs to the end and checks the archive is the uninterrupted run's.
-    fn complete(&self, db: &Path, what: &str) {
-        let args = self.args(db);
-        let out = self
-            .h
-            .bin(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_exit(&out, 0, what);
+    /// Runs to the end and checks the archive is the uninterrupted run's. Returns the run's
+    /// client number (its requests in the simulator's log).
+    fn complete(&self, db: &Path, what: &str) -> u32 {
+        let (token, client) = self.h.client_token();
+        let out = TestCommand::new(&self.args(db))
+            .env("DISCORD_TOKEN", &token)
+            .archive(db)
+            .run();
+        out.assert_exit(0, what);
         if !self.rows.is_empty() {
             assert_same_rows(&archived_at(db), &self.rows);
             assert_eq!(
@@ -140,33 +138,35 @@ impl Setup {
             );
         }
         assert!(slices_at(db).is_empty(), "{what}: every slice is folded");
+        client
     }
 
+    /// Starts a run with a token of its own, so that its requests are known in the log even
+    /// when some arrive after it was killed.
     fn start(&self, db: &Path, log: &Path) -> Run {
-        let log_start = self.h.sim.state().request_log().len();
-        let child = spawn_bin(&self.args(db), &[("DISCORD_TOKEN", TOKEN)], log);
-        Run { child, log_start }
+        let (token, client) = self.h.client_token();
+        let child = TestCommand::new(&self.args(db))
+            .env("DISCORD_TOKEN", &token)
+            .archive(db)
+            .spawn(log);
+        Run { child, client }
     }
 
     /// Waits until the run has made `requests` API requests (or ended), then `jitter` more, then
-    /// SIGKILLs it. Returns whether it was still running, and where its requests end in the log.
-    fn kill_after(&self, mut run: Run, requests: u64, jitter: Duration) -> (bool, usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let base = run.log_start as u64;
-        while self.h.sim.state().stats().requests_total < base + requests {
-            if run.child.try_wait().unwrap().is_some() || Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(300));
-        }
+    /// SIGKILLs it. Returns whether it was still running.
+    fn kill_after(&self, run: Run, requests: u64, jitter: Duration) -> bool {
+        let Run { mut child, client } = run;
+        let ours = |r: &LoggedRequest| r.client == Some(client);
+        await_requests(&self.h, requests as usize, ours, || child.running());
+        // Not synchronization: a seeded pause that spreads the kill moments over each request
+        // (mid-request, mid-commit, in between), which request counts alone cannot.
         std::thread::sleep(jitter);
-        let running = run.child.try_wait().unwrap().is_none();
-        run.child.kill().unwrap(); // SIGKILL
-        run.child.wait().unwrap();
-        // Requests the dead process had already written may still be in the server's socket
-        // buffers: let them arrive before the log is cut.
-        std::thread::sleep(LATENCY * 4 + Duration::from_millis(40));
-        (running, self.h.sim.state().request_log().len())
+        let running = child.running();
+        // SIGKILL. Requests the dead process had written may still be in the server's socket
+        // buffers and be logged later: nothing waits for them, as each run's requests are told
+        // apart by their client number, not by their place in the log.
+        child.kill();
+        running
     }
 
     /// The ids a page request `after=cursor&limit=n` is answered with.
@@ -176,10 +176,9 @@ impl Setup {
         &ids[from..(from + limit).min(ids.len())]
     }
 
-    /// Pages of the re-run (log `[from..]`) that the killed run (log `[start..from)`) had
-    /// already been sent, in part or in whole, per channel.
-    fn refetched(&self, start: usize, from: usize) -> BTreeMap<u64, usize> {
-        let log = self.h.sim.state().request_log();
+    /// Pages of the re-run that the killed run had already been sent (asked for), in part or in
+    /// whole, per channel.
+    fn refetched(&self, killed: &[LoggedRequest], rerun: &[LoggedRequest]) -> BTreeMap<u64, usize> {
         let limit = |q: &str| {
             q.split('&')
                 .find_map(|p| p.strip_prefix("limit="))
@@ -187,7 +186,7 @@ impl Setup {
                 .unwrap_or(50)
         };
         let mut received: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
-        for r in &log[start..from] {
+        for r in killed {
             if let Some((channel, after)) = page_request(r) {
                 if self.truth.contains_key(&channel) {
                     let page = self.page(channel, after, limit(&r.query));
@@ -196,7 +195,7 @@ impl Setup {
             }
         }
         let mut again: BTreeMap<u64, usize> = BTreeMap::new();
-        for r in &log[from..] {
+        for r in rerun {
             if let Some((channel, after)) = page_request(r) {
                 let Some(first) = self
                     .truth
@@ -221,11 +220,16 @@ impl Setup {
             self.batch_size, self.requests
         );
         let run = self.start(&db, &db.with_extension("killed"));
-        let start = run.log_start;
-        let (running, cut) = self.kill_after(run, at, jitter);
+        let killed = run.client;
+        let running = self.kill_after(run, at, jitter);
         let after_kill = assert_checkpoints_cover_rows(&db, &self.rows, &what);
         let sliced = db.exists() && !slices_at(&db).is_empty();
-        let fetched: BTreeSet<u64> = self.h.sim.state().request_log()[start..cut]
+
+        let rerun = self.complete(&db, &what);
+        // Read after the re-run: the killed run's last requests are in by then, wherever they
+        // landed in the log.
+        let (killed, rerun) = (self.h.requests_of(killed), self.h.requests_of(rerun));
+        let fetched: BTreeSet<u64> = killed
             .iter()
             .filter_map(page_request)
             .map(|(c, _)| c)
@@ -235,9 +239,7 @@ impl Setup {
             .into_iter()
             .filter(|c| !after_kill.get(&(*c as i64)).is_some_and(|cp| cp.complete))
             .collect();
-
-        self.complete(&db, &what);
-        let again = self.refetched(start, cut);
+        let again = self.refetched(&killed, &rerun);
         for (channel, n) in &again {
             let spans = if self.truth[channel].len() >= SLICED_FROM_MESSAGES {
                 MAX_SPANS
@@ -292,8 +294,9 @@ fn summary(db: &Path) -> BTreeMap<i64, (i64, i64, bool)> {
 }
 
 struct Run {
-    child: Child,
-    log_start: usize,
+    child: TestChild,
+    /// Its requests in the simulator's log (`LoggedRequest::client`).
+    client: u32,
 }
 
 /// Kill figures, summed over the kill points of a test.
@@ -399,7 +402,7 @@ fn repeated_kills_on_one_archive_lose_and_duplicate_nothing() {
             let run = setup.start(&db, &db.with_extension(format!("k{k}")));
             let at = rng.below(setup.requests / 3 + 1);
             let jitter = Duration::from_micros(rng.below(2 * LATENCY.as_micros() as u64));
-            let (running, _) = setup.kill_after(run, at, jitter);
+            let running = setup.kill_after(run, at, jitter);
             landed += usize::from(running);
             assert_checkpoints_cover_rows(&db, &setup.rows, &what);
         }

@@ -1,8 +1,7 @@
 //! What the user sees: progress events and their display, `status`, `export`, the summary
 //! and the Message Content intent warning.
 
-mod util;
-
+use crate::util::*;
 use actix::prelude::*;
 use discord_archiver::actors::messages::ProgressEvent;
 use discord_archiver::app::{self, RunOptions};
@@ -14,7 +13,6 @@ use discord_archiver::stats::{ChannelStatus, RunReport};
 use indicatif::ProgressDrawTarget;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use util::*;
 
 /// A subscriber that keeps every event it is sent.
 struct Collect(Arc<Mutex<Vec<ProgressEvent>>>);
@@ -73,10 +71,6 @@ fn strip_ansi(s: &str) -> String {
         }
     }
     out
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 #[test]
@@ -164,8 +158,8 @@ fn status_json_and_export_round_trip_the_archive() {
 
     // status --json: one row per channel, agreeing with the rows and the simulator.
     let out = h.bin(&["status", "--db", &db, "--json"]);
-    assert_exit(&out, 0, "status --json");
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    out.assert_exit(0, "status --json");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.output.stdout).unwrap();
     let by_id: BTreeMap<u64, &serde_json::Value> = rows
         .iter()
         .map(|r| (r["channel_id"].as_u64().unwrap(), r))
@@ -219,8 +213,8 @@ fn status_json_and_export_round_trip_the_archive() {
 
     // The table says the same in words.
     let out = h.bin(&["status", "--db", &db]);
-    assert_exit(&out, 0, "status");
-    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    out.assert_exit(0, "status");
+    let table = out.stdout();
     for needle in [
         "no messages of its own (category)",
         "complete",
@@ -238,7 +232,7 @@ fn status_json_and_export_round_trip_the_archive() {
         "--out",
         &exported.display().to_string(),
     ]);
-    assert_exit(&out, 0, "export");
+    out.assert_exit(0, "export");
     let lines: Vec<String> = std::fs::read_to_string(&exported)
         .unwrap()
         .lines()
@@ -251,8 +245,8 @@ fn status_json_and_export_round_trip_the_archive() {
 
     // --normalized: the same messages, flat, with the archive's columns.
     let out = h.bin(&["export", "--db", &db, "--normalized"]);
-    assert_exit(&out, 0, "export --normalized");
-    let normalized: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+    out.assert_exit(0, "export --normalized");
+    let normalized: Vec<serde_json::Value> = String::from_utf8(out.output.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -303,13 +297,13 @@ fn status_json_and_export_round_trip_the_archive() {
         "--after",
         &middle.to_string(),
     ]);
-    assert_exit(&out, 0, "export --channel --after");
+    out.assert_exit(0, "export --channel --after");
     let want: Vec<&str> = mine
         .iter()
         .filter(|r| r.id > middle)
         .map(|r| r.raw_json.as_str())
         .collect();
-    let got = String::from_utf8(out.stdout).unwrap();
+    let got = String::from_utf8(out.output.stdout).unwrap();
     assert_eq!(got.lines().collect::<Vec<_>>(), want);
 
     let mut conn = discord_archiver::storage::open_ro(&h.db).unwrap();
@@ -332,8 +326,8 @@ fn the_intent_warning_stays_quiet_on_normal_guilds() {
     let args = h.archive_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = h.bin(&args);
-    assert_exit(&out, 0, "archive");
-    let all = text(&out);
+    out.assert_exit(0, "archive");
+    let all = out.text();
     assert!(!all.contains("Message Content"), "{all}");
     // The summary table is there, with its totals.
     assert!(all.contains("total (") && all.contains("429s"), "{all}");
@@ -368,8 +362,8 @@ fn the_intent_warning_fires_on_an_intentless_guild() {
     let args = h.archive_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = h.bin(&args);
-    assert_exit(&out, 0, "archive");
-    let all = text(&out);
+    out.assert_exit(0, "archive");
+    let all = out.text();
     assert!(all.contains("Message Content"), "{all}");
     assert!(
         all.contains("skip_empty"),
@@ -392,7 +386,7 @@ fn progress_bars_render_under_a_pseudo_terminal() {
     // `auto` (the default) must pick bars on a terminal; slow enough to draw a few frames.
     args.truncate(args.len() - 2);
     args.extend(["--rate".into(), "25".into()]);
-    let command = std::iter::once(env!("CARGO_BIN_EXE_discord-archiver").to_owned())
+    let command = std::iter::once(bin_path().display().to_string())
         .chain(args.iter().cloned())
         .map(|a| shell_quote(&a))
         .collect::<Vec<_>>()
@@ -407,8 +401,13 @@ fn progress_bars_render_under_a_pseudo_terminal() {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("script runs");
-    let raw = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_exit(&out, 0, &format!("archive under a pty:\n{raw}"));
+    let out = TestOutput::of(
+        out,
+        &format!("script -qfec {}", shell_quote(&command)),
+        Some(&h.db),
+    );
+    let raw = out.stdout();
+    out.assert_exit(0, "archive under a pty");
     assert!(raw.contains("\u{1b}["), "the bars redraw with escape codes");
     let screen = strip_ansi(&raw);
     let frame = screen
@@ -439,8 +438,8 @@ fn progress_bars_render_under_a_pseudo_terminal() {
         &args,
         &[("DISCORD_TOKEN", TOKEN), ("TERM", "xterm-256color")],
     );
-    assert_exit(&out, 0, "archive without a terminal");
-    let all = text(&out);
+    out.assert_exit(0, "archive without a terminal");
+    let all = out.text();
     assert!(!all.contains('━') && !all.contains("\u{1b}["), "{all}");
     assert!(all.contains("messages received"), "{all}");
 }
@@ -454,14 +453,14 @@ fn an_empty_archive_and_an_unknown_channel_are_said_plainly() {
     drop(discord_archiver::storage::open_rw(&db).unwrap());
     let db = db.to_str().unwrap();
     let out = run_bin(&["status", "--db", db], &[]);
-    assert_exit(&out, 0, "status");
-    let said = text(&out);
+    out.assert_exit(0, "status");
+    let said = out.text();
     assert!(said.contains("0 channels, 0 messages"), "{said}");
     assert!(!said.contains("()"), "{said}");
 
     let out = run_bin(&["export", "--db", db, "--channel", "999"], &[]);
-    assert_exit(&out, 0, "export");
-    let said = text(&out);
+    out.assert_exit(0, "export");
+    let said = out.text();
     assert!(
         said.contains("channel 999 is not in this archive"),
         "{said}"

@@ -7,8 +7,10 @@
 use super::messages::{Acquire, Release};
 use crate::discord::{RateLimitHeaders, Route};
 use actix::prelude::*;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter as Governor};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter as Governor};
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
@@ -585,16 +587,38 @@ impl Handler<Acquire> for RateLimiter {
     }
 }
 
+/// governor's clock on tokio's time, like every other wait of the limiter: the same clock as
+/// the timers that wait for its tokens, and one that `tokio::time::pause` stops, so tests can
+/// check the pace on virtual time.
+#[derive(Clone, Debug)]
+struct TokioClock {
+    origin: Instant,
+}
+
+impl Clock for TokioClock {
+    /// Time since `origin`.
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
 /// A global bucket and how to wait for its tokens.
 struct Pace {
-    bucket: DefaultDirectRateLimiter,
+    bucket: Governor<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>,
+    clock: TokioClock,
     cells: NonZeroU32,
 }
 
 impl Pace {
     fn new(per_second: f64) -> Self {
+        let clock = TokioClock {
+            origin: Instant::now(),
+        };
         Pace {
-            bucket: Governor::direct(global_quota(per_second)),
+            bucket: Governor::direct_with_clock(global_quota(per_second), clock.clone()),
+            clock,
             cells: NonZeroU32::new(global_pace(per_second).cells).unwrap_or(NonZeroU32::MIN),
         }
     }
@@ -606,7 +630,7 @@ impl Pace {
                 // `Err`: more cells than the bucket holds, which the quota never asks for.
                 Ok(Ok(())) | Err(_) => return,
                 Ok(Err(not_until)) => {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    let wait = not_until.wait_time_from(self.clock.now());
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -1072,6 +1096,156 @@ mod tests {
             for w in times.windows(2) {
                 assert!(w[1] - w[0] >= apart, "{rate}/s: {:?} apart", w[1] - w[0]);
             }
+        }
+    }
+
+    // ---- The actor on paused time: driven through its messages, every wait at the exact
+    // virtual moment it is due (tokio's timer fires in the millisecond a deadline falls in).
+
+    /// Runs `f` in an actix system on a current-thread runtime whose clock is paused: time
+    /// moves only when every task waits, straight to the next timer.
+    fn on_paused_time<F: std::future::Future>(f: impl FnOnce() -> F) -> F::Output {
+        actix::System::with_tokio_rt(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        })
+        .block_on(f())
+    }
+
+    /// Waits for a permit; returns it with the virtual time it came at (since `t0`).
+    async fn acquire(limiter: &Addr<RateLimiter>, route: Route, t0: Instant) -> (Permit, Duration) {
+        let permit = limiter.send(Acquire { route }).await.unwrap().unwrap();
+        (permit, t0.elapsed())
+    }
+
+    /// `at` lies in the millisecond from `due` on (a few nanoseconds of rounding aside).
+    #[track_caller]
+    fn assert_at(at: Duration, due: Duration, what: &str) {
+        let slack = Duration::from_micros(1);
+        assert!(
+            at + slack >= due && at <= due + Duration::from_millis(1) + slack,
+            "{what}: at {at:?}, due {due:?}"
+        );
+    }
+
+    #[test]
+    fn the_global_pace_spaces_requests_exactly_on_virtual_time() {
+        const RATE: f64 = 5.0;
+        let times = on_paused_time(|| async {
+            let limiter = RateLimiter::new(RATE).start();
+            let t0 = Instant::now();
+            let mut times = Vec::new();
+            for _ in 0..12 {
+                let (permit, at) = acquire(&limiter, Route::ChannelMessages(1), t0).await;
+                times.push(at);
+                permit.complete(Feedback::Nothing);
+            }
+            times
+        });
+        // One request every `interval`, each token up to LATE_CELLS cells early: the bucket
+        // holds that much beyond one request, so the first comes at once and the next ones
+        // two cells before their place in the pace (which is never lost to a late wake-up).
+        let pace = global_pace(RATE);
+        let interval = Duration::from_secs_f64(1.0 / pace.per_second);
+        let cell = interval / pace.cells;
+        for (k, at) in times.iter().enumerate() {
+            let due = (interval * k as u32).saturating_sub(cell * LATE_CELLS);
+            assert_at(*at, due, &format!("request {k}"));
+        }
+        // The (rate + 1)-th request: a second and the headroom after the first, not sooner.
+        assert!(times[5] - times[0] >= Duration::from_secs(1) + LOW_RATE_HEADROOM);
+        assert!(
+            times[5] - times[0] < Duration::from_millis(1_030),
+            "{times:?}"
+        );
+    }
+
+    #[test]
+    fn a_429_holds_its_bucket_for_retry_after_and_leaves_other_routes_alone() {
+        let (held, other) = on_paused_time(|| async {
+            let limiter = RateLimiter::new(1_000.0).start();
+            let t0 = Instant::now();
+            let (permit, _) = acquire(&limiter, Route::ChannelMessages(1), t0).await;
+            permit.complete(Feedback::RateLimited {
+                retry_after: 2.5,
+                global: false,
+                shared: false,
+            });
+            let (other, at_other) = acquire(&limiter, Route::ChannelMessages(2), t0).await;
+            other.complete(Feedback::Nothing);
+            let (held, at_held) = acquire(&limiter, Route::ChannelMessages(1), t0).await;
+            held.complete(Feedback::Nothing);
+            (at_held, at_other)
+        });
+        assert_at(other, Duration::ZERO, "another route");
+        // retry_after and its margin; the window it ends is then waited out with the reset's
+        // margin as well.
+        let due = Duration::from_millis(2_500) + RESET_MARGIN * 2;
+        assert_at(held, due, "the limited route");
+    }
+
+    #[test]
+    fn a_global_429_pauses_every_route_for_retry_after() {
+        let (at, stats) = on_paused_time(|| async {
+            let limiter = RateLimiter::new(1_000.0).start();
+            let t0 = Instant::now();
+            let (permit, _) = acquire(&limiter, Route::ChannelMessages(1), t0).await;
+            permit.complete(Feedback::RateLimited {
+                retry_after: 1.0,
+                global: true,
+                shared: false,
+            });
+            let (next, at) = acquire(&limiter, Route::Guild(7), t0).await;
+            next.complete(Feedback::Nothing);
+            (at, limiter.send(GetStats).await.unwrap())
+        });
+        assert_at(
+            at,
+            Duration::from_secs(1) + RESET_MARGIN,
+            "after a global 429",
+        );
+        assert_eq!((stats.global_pauses, stats.rate_limited), (1, 1));
+        assert_eq!(stats.invalid_responses, 1);
+    }
+
+    #[test]
+    fn a_bucket_learned_from_headers_is_spent_then_waited_out_to_its_reset() {
+        let route = Route::ChannelMessages(1);
+        let times = on_paused_time(|| async {
+            let limiter = RateLimiter::new(1_000.0).start();
+            let t0 = Instant::now();
+            let mut times = Vec::new();
+            // The first answer says: a bucket of 2, spent, resetting in 1.5 s.
+            let (p, at) = acquire(&limiter, route, t0).await;
+            times.push(at);
+            p.complete(Feedback::Headers(headers(2, 0, 1.5)));
+            // So the next request waits for the reset; its answer opens a window of 2 (1 left)
+            // resetting 2 s later.
+            let (p, at) = acquire(&limiter, route, t0).await;
+            times.push(at);
+            p.complete(Feedback::Headers(headers(2, 1, 2.0)));
+            // The one left goes at once; its answer says the window is spent.
+            let (p, at) = acquire(&limiter, route, t0).await;
+            times.push(at);
+            p.complete(Feedback::Headers(headers(2, 0, 2.0)));
+            // The next one waits for the window's end (the first reset told of it).
+            let (p, at) = acquire(&limiter, route, t0).await;
+            times.push(at);
+            p.complete(Feedback::Nothing);
+            times
+        });
+        let ms = Duration::from_millis;
+        let first_reset = ms(1_500) + RESET_MARGIN;
+        let second_reset = first_reset + ms(2_000) + RESET_MARGIN;
+        for (k, (at, due)) in times
+            .iter()
+            .zip([Duration::ZERO, first_reset, first_reset, second_reset])
+            .enumerate()
+        {
+            assert_at(*at, due, &format!("request {k}"));
         }
     }
 }

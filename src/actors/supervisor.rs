@@ -32,6 +32,10 @@ pub struct SupervisorResult {
     pub stopped: Option<StopReason>,
 }
 
+/// How a fetcher is started for a job: on a [`Fetcher`] actor of its own, except in unit tests,
+/// which put a stand-in here to drive the supervisor through its messages alone.
+type Launch = Box<dyn FnMut(Arc<FetchEnv>, ChannelJob)>;
+
 pub struct Supervisor {
     requester: Requester,
     writer: Addr<Writer>,
@@ -52,6 +56,7 @@ pub struct Supervisor {
     /// Where the result goes; taken once, when the last channel ends.
     done: Option<oneshot::Sender<SupervisorResult>>,
     subscribers: Vec<Recipient<ProgressEvent>>,
+    launch: Launch,
 }
 
 impl Supervisor {
@@ -93,6 +98,11 @@ impl Supervisor {
             stopped: None,
             done: Some(done),
             subscribers,
+            launch: Box::new(|env, job| {
+                // Each fetcher gets its own arbiter-local actor; a panic in it ends that actor
+                // only.
+                Fetcher::new(env, job).start();
+            }),
         }
     }
 
@@ -115,8 +125,7 @@ impl Supervisor {
                 .start_time
                 .get_or_insert_with(crate::time::now_rfc3339);
         }
-        // Each fetcher gets its own arbiter-local actor; a panic in it ends that actor only.
-        Fetcher::new(env, job).start();
+        (self.launch)(env, job);
     }
 
     fn stop_all(&mut self, reason: StopReason) {
@@ -252,5 +261,222 @@ impl Handler<Shutdown> for Supervisor {
         tracing::warn!("stopping: finishing in-flight pages and committing what was fetched");
         self.stop_all(StopReason::Interrupted);
         self.finish_if_done(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The supervisor on paused time, driven through its messages: stand-in fetchers report
+    //! when they start, and the test answers for them with `FetcherDone`.
+
+    use super::*;
+    use crate::config::Token;
+    use crate::discord::DiscordClient;
+    use crate::stats::Stats;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
+
+    fn on_paused_time<F: std::future::Future>(f: impl FnOnce() -> F) -> F::Output {
+        actix::System::with_tokio_rt(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        })
+        .block_on(f())
+    }
+
+    fn job(channel_id: u64) -> ChannelJob {
+        ChannelJob {
+            channel_id,
+            guild_id: None,
+            name: None,
+            kind: 0,
+            newest: None,
+            history_readable: true,
+        }
+    }
+
+    /// A supervisor of `jobs` whose fetchers only announce their start (channel, virtual time
+    /// since the supervisor was created) on the returned channel; its result comes on the
+    /// other. The writer and the client are real but never used.
+    struct Run {
+        supervisor: Addr<Supervisor>,
+        starts: mpsc::UnboundedReceiver<(u64, Duration)>,
+        result: oneshot::Receiver<SupervisorResult>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn run(settings: Settings, jobs: Vec<ChannelJob>) -> Run {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = crate::storage::open_rw(&dir.path().join("a.db")).unwrap();
+        let writer = Writer::start(archive, None);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let requester = Requester {
+            client: DiscordClient::new(&Token::new("t"), None, Duration::from_secs(1)),
+            limiter: super::super::rate_limiter::RateLimiter::new(50.0).start(),
+            rate: settings.rate.clone(),
+            shutdown: shutdown_rx,
+        };
+        let (done, result) = oneshot::channel();
+        let (tx, starts) = mpsc::unbounded_channel();
+        let t0 = Instant::now();
+        let mut supervisor = Supervisor::new(
+            requester,
+            Arc::new(shutdown),
+            writer,
+            Arc::new(settings),
+            jobs,
+            Vec::new(),
+            done,
+        );
+        supervisor.launch = Box::new(move |_env, job| {
+            let _ = tx.send((job.channel_id, t0.elapsed()));
+        });
+        Run {
+            supervisor: supervisor.start(),
+            starts,
+            result,
+            _dir: dir,
+        }
+    }
+
+    fn done(channel_id: u64, outcome: Outcome) -> FetcherDone {
+        FetcherDone {
+            channel_id,
+            outcome,
+            stats: Stats::default(),
+        }
+    }
+
+    fn settings(max_restarts: u32, backoff_cap: Duration) -> Settings {
+        let mut s = Settings::default();
+        s.fetch.max_restarts = max_restarts;
+        s.rate.backoff_cap = backoff_cap;
+        s
+    }
+
+    /// Fails every start of `channel` at once; returns the start times, then the result.
+    async fn fail_every_start(mut run: Run, channel: u64) -> (Vec<Duration>, SupervisorResult) {
+        let mut starts = Vec::new();
+        loop {
+            tokio::select! {
+                Some((id, at)) = run.starts.recv() => {
+                    assert_eq!(id, channel);
+                    starts.push(at);
+                    run.supervisor
+                        .send(done(id, Outcome::Failed("injected".into())))
+                        .await
+                        .unwrap();
+                }
+                result = &mut run.result => return (starts, result.unwrap()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_failing_fetcher_is_restarted_with_exponential_backoff_then_fails_for_good() {
+        let (starts, result) = on_paused_time(|| async {
+            let run = run(settings(3, Duration::from_secs(60)), vec![job(1)]);
+            fail_every_start(run, 1).await
+        });
+        let s = Duration::from_secs;
+        // Backoff 1 s, 2 s, 4 s after each failure; the fourth failure is the last.
+        assert_eq!(starts, [s(0), s(1), s(3), s(7)]);
+        let report = &result.channels[&1];
+        assert_eq!(report.status, ChannelStatus::Failed("injected".into()));
+        assert_eq!(report.stats.restarts, 3);
+        assert_eq!(result.stopped, None);
+    }
+
+    #[test]
+    fn the_backoff_between_restarts_is_capped() {
+        let (starts, _) = on_paused_time(|| async {
+            let run = run(settings(5, Duration::from_millis(2_500)), vec![job(1)]);
+            fail_every_start(run, 1).await
+        });
+        let ms = |n| Duration::from_millis(n);
+        // 1 s, 2 s, then the cap of 2.5 s.
+        assert_eq!(
+            starts,
+            [
+                ms(0),
+                ms(1_000),
+                ms(3_000),
+                ms(5_500),
+                ms(8_000),
+                ms(10_500)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_restart_pending_at_shutdown_is_not_started() {
+        let (starts, result) = on_paused_time(|| async {
+            let mut run = run(settings(3, Duration::from_secs(60)), vec![job(1), job(2)]);
+            let mut starts = Vec::new();
+            for _ in 0..2 {
+                starts.push(run.starts.recv().await.unwrap());
+            }
+            // Channel 1 fails: its restart is due in a second. Half a second on, Ctrl-C.
+            run.supervisor
+                .send(done(1, Outcome::Failed("injected".into())))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            run.supervisor.send(Shutdown).await.unwrap();
+            // Channel 2 commits what it has and ends.
+            run.supervisor
+                .send(done(2, Outcome::Interrupted))
+                .await
+                .unwrap();
+            let result = run.result.await.unwrap();
+            // Nothing started after the shutdown, not even once the restart fell due.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            while let Ok(start) = run.starts.try_recv() {
+                starts.push(start);
+            }
+            (starts, result)
+        });
+        assert_eq!(starts, [(1, Duration::ZERO), (2, Duration::ZERO)]);
+        assert_eq!(result.stopped, Some(StopReason::Interrupted));
+        assert_eq!(result.channels[&1].stats.restarts, 1);
+        assert_eq!(result.channels[&2].status, ChannelStatus::Interrupted);
+    }
+
+    #[test]
+    fn queued_channels_start_as_running_ones_finish() {
+        let starts = on_paused_time(|| async {
+            let mut s = settings(3, Duration::from_secs(60));
+            s.fetch.max_concurrent_channels = 2;
+            let mut run = run(s, vec![job(1), job(2), job(3)]);
+            let mut starts = Vec::new();
+            for _ in 0..2 {
+                starts.push(run.starts.recv().await.unwrap());
+            }
+            assert!(run.starts.try_recv().is_err(), "two at most");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            run.supervisor
+                .send(done(2, Outcome::Finished))
+                .await
+                .unwrap();
+            starts.push(run.starts.recv().await.unwrap());
+            for id in [1, 3] {
+                run.supervisor
+                    .send(done(id, Outcome::Finished))
+                    .await
+                    .unwrap();
+            }
+            let result = run.result.await.unwrap();
+            assert!(result
+                .channels
+                .values()
+                .all(|c| c.status == ChannelStatus::Finished));
+            starts
+        });
+        let s = Duration::from_secs;
+        assert_eq!(starts, [(1, s(0)), (2, s(0)), (3, s(3))]);
     }
 }

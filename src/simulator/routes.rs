@@ -184,12 +184,18 @@ pub(crate) async fn api(req: HttpRequest, state: web::Data<SimState>) -> HttpRes
     } else {
         format!("{} {}", req.method(), route.template())
     };
+    let client = state.client(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+    );
     let slot = state.begin(
         req.method().as_str(),
         path,
         req.query_string(),
         &route_name,
         arrived,
+        client,
     );
     if !state.latency.is_zero() {
         tokio::time::sleep(state.latency).await;

@@ -49,6 +49,11 @@ pub struct LoggedRequest {
     pub elapsed_ms: u64,
     /// The injected fault, if any.
     pub fault: Option<String>,
+    /// Which accepted token the request carried: 0 for the configured one, `n` for the `n`-th
+    /// added with [`SimState::accept_token`]; `None` for no valid token. Tells apart the
+    /// requests of processes that run one after another (a killed process's last requests may
+    /// arrive after the next one's first).
+    pub client: Option<u32>,
 }
 
 /// Per-channel mutable state.
@@ -78,6 +83,8 @@ pub struct SimState {
     pub(crate) model: Model,
     pub(crate) channels: Vec<ChannelState>,
     token: String,
+    /// Tokens accepted besides `token` (`accept_token`), in the order added; only ever grows.
+    more_tokens: RwLock<Vec<String>>,
     /// Set by `revoke_token`; afterwards every API request gets 401.
     revoked: AtomicBool,
     pub(crate) limits: Limits,
@@ -115,6 +122,7 @@ impl SimState {
             model,
             channels,
             token: config.token.clone(),
+            more_tokens: RwLock::new(Vec::new()),
             revoked: AtomicBool::new(false),
             limits: Limits::new(config.global_per_second, config.bucket)
                 .claiming(config.bucket_claims),
@@ -336,6 +344,20 @@ impl SimState {
         self.metrics.lock().unwrap().log.clone()
     }
 
+    /// Reads the request log without copying it (for tests that poll it). `f` runs with the
+    /// log locked: every handler waits meanwhile, so keep it short.
+    pub fn with_request_log<R>(&self, f: impl FnOnce(&[LoggedRequest]) -> R) -> R {
+        f(&self.metrics.lock().unwrap().log)
+    }
+
+    /// Accepts `token` too, from now on, as the same bot; returns the number its requests are
+    /// logged with ([`LoggedRequest::client`]). A revoked token revokes these as well.
+    pub fn accept_token(&self, token: &str) -> u32 {
+        let mut more = self.more_tokens.write().unwrap();
+        more.push(token.to_owned());
+        more.len() as u32
+    }
+
     pub(crate) fn live_channel(&self, channel_id: u64) -> Option<usize> {
         self.model
             .channel_index(channel_id)
@@ -348,13 +370,22 @@ impl SimState {
 
     /// Checks an `Authorization` header value.
     pub(crate) fn authorized(&self, header: Option<&[u8]>) -> bool {
+        self.client(header).is_some()
+    }
+
+    /// Which accepted token an `Authorization` header value carries (see
+    /// [`LoggedRequest::client`]); `None` when none, or once revoked.
+    pub(crate) fn client(&self, header: Option<&[u8]>) -> Option<u32> {
         if self.revoked.load(Ordering::SeqCst) {
-            return false;
+            return None;
         }
-        let Some(value) = header else { return false };
-        value.len() == self.token.len() + 4
-            && value.starts_with(b"Bot ")
-            && &value[4..] == self.token.as_bytes()
+        let token = header?.strip_prefix(b"Bot ")?;
+        if token == self.token.as_bytes() {
+            return Some(0);
+        }
+        let more = self.more_tokens.read().unwrap();
+        let at = more.iter().position(|t| t.as_bytes() == token)?;
+        Some(at as u32 + 1)
     }
 
     /// Records an arriving request; returns its log slot.
@@ -365,6 +396,7 @@ impl SimState {
         query: &str,
         route: &str,
         arrived: Instant,
+        client: Option<u32>,
     ) -> Option<usize> {
         let mut m = self.metrics.lock().unwrap();
         m.stats.requests_total += 1;
@@ -385,6 +417,7 @@ impl SimState {
             status: 0,
             elapsed_ms,
             fault: None,
+            client,
         });
         Some(m.log.len() - 1)
     }
@@ -476,16 +509,30 @@ mod tests {
         assert!(!state.authorized(Some(b"Bearer sim-token")));
         assert!(!state.authorized(Some(b"Bot sim-token2")));
         assert!(!state.authorized(None));
+        assert_eq!(state.client(Some(b"Bot sim-token")), Some(0));
+        assert_eq!(state.client(Some(b"Bot run-2")), None);
+        assert_eq!(state.accept_token("run-1"), 1);
+        assert_eq!(state.accept_token("run-2"), 2);
+        assert_eq!(state.client(Some(b"Bot run-2")), Some(2));
+        assert_eq!(state.client(Some(b"Bot run-")), None);
         state.revoke_token();
         assert!(!state.authorized(Some(b"Bot sim-token")));
+        assert_eq!(state.client(Some(b"Bot run-1")), None);
     }
 
     #[test]
     fn stats_and_log() {
         let state = SimState::new(&SimConfig::default());
         let t = Instant::now();
-        let slot = state.begin("GET", "/api/v10/users/@me", "", "GET /users/@me", t);
-        let slot2 = state.begin("GET", "/api/v10/x", "a=1", "GET (unknown)", t);
+        let slot = state.begin(
+            "GET",
+            "/api/v10/users/@me",
+            "",
+            "GET /users/@me",
+            t,
+            Some(0),
+        );
+        let slot2 = state.begin("GET", "/api/v10/x", "a=1", "GET (unknown)", t, None);
         state.finish(
             slot2,
             &Outcome {
@@ -504,6 +551,7 @@ mod tests {
         assert_eq!(log[0].status, 200);
         assert_eq!(log[1].query, "a=1");
         assert_eq!(log[1].status, 429);
+        assert_eq!((log[0].client, log[1].client), (Some(0), None));
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["requests_by_route"]["GET /users/@me"], 1);
     }

@@ -1,6 +1,5 @@
 //! Test helpers: a simulator per test, the archiver run in-process or as the real binary, and
 //! readers that compare the archive with the simulator's ground truth.
-#![allow(dead_code)]
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
@@ -9,9 +8,9 @@ use discord_archiver::config::{ApiBase, GuildTarget, Settings, Token};
 use discord_archiver::simulator::{self, GuildSpec, SimConfig, SimServer};
 use discord_archiver::stats::RunReport;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "test-token";
 
@@ -21,6 +20,8 @@ pub struct Harness {
     pub spec: GuildSpec,
     pub dir: tempfile::TempDir,
     pub db: PathBuf,
+    /// Tokens handed out by `client_token`, for their names.
+    clients: std::sync::atomic::AtomicU32,
 }
 
 impl Harness {
@@ -33,7 +34,13 @@ impl Harness {
         let sim = simulator::spawn(config, 0).expect("the simulator starts");
         let dir = tempfile::tempdir().expect("a temp dir");
         let db = dir.path().join("archive.db");
-        Harness { sim, spec, dir, db }
+        Harness {
+            sim,
+            spec,
+            dir,
+            db,
+            clients: Default::default(),
+        }
     }
 
     pub fn small() -> Self {
@@ -163,6 +170,28 @@ impl Harness {
         .collect()
     }
 
+    /// A token of its own for one process, and the client number its requests are logged with
+    /// ([`simulator::LoggedRequest::client`]): they are told apart from any other process's by
+    /// that, not by when they arrive.
+    pub fn client_token(&self) -> (String, u32) {
+        let n = self
+            .clients
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let token = format!("{TOKEN}-client-{n}");
+        let client = self.sim.state().accept_token(&token);
+        (token, client)
+    }
+
+    /// The logged requests of one client, in arrival order.
+    pub fn requests_of(&self, client: u32) -> Vec<simulator::LoggedRequest> {
+        self.sim.state().with_request_log(|log| {
+            log.iter()
+                .filter(|r| r.client == Some(client))
+                .cloned()
+                .collect()
+        })
+    }
+
     /// API requests the simulator has seen so far, as "path?query".
     pub fn requests(&self) -> Vec<String> {
         self.sim
@@ -173,13 +202,21 @@ impl Harness {
             .collect()
     }
 
+    /// The real binary with the token in its environment, its archive named in reports.
+    pub fn command<S: AsRef<str>>(&self, args: &[S]) -> TestCommand {
+        TestCommand::new(args)
+            .env("DISCORD_TOKEN", TOKEN)
+            .archive(&self.db)
+    }
+
     /// Runs the real binary with the token in its environment.
-    pub fn bin(&self, args: &[&str]) -> Output {
+    pub fn bin(&self, args: &[&str]) -> TestOutput {
         self.bin_env(args, &[("DISCORD_TOKEN", TOKEN)])
     }
 
-    pub fn bin_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        run_bin(args, env)
+    /// Runs the real binary with just these variables (no token unless given).
+    pub fn bin_env(&self, args: &[&str], env: &[(&str, &str)]) -> TestOutput {
+        TestCommand::new(args).envs(env).archive(&self.db).run()
     }
 
     /// `archive` arguments aimed at this simulator and archive.
@@ -198,35 +235,322 @@ impl Harness {
     }
 }
 
-pub fn run_bin(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_discord-archiver"));
-    cmd.args(args)
-        .env_remove("DISCORD_TOKEN")
-        .env_remove("RUST_LOG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("the binary runs")
+/// The binary under test: Cargo's build of it, or the one `DISCORD_ARCHIVER_TEST_BIN` names (a
+/// release build, or a private copy where several checkouts share one target directory and
+/// each build re-links `target/debug/discord-archiver` to its own).
+pub fn bin_path() -> PathBuf {
+    std::env::var_os("DISCORD_ARCHIVER_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_discord-archiver")))
 }
 
-/// Asserts an exit code, printing the command's output when it differs.
-pub fn assert_exit(out: &Output, code: i32, what: &str) {
-    if out.status.code() != Some(code) {
-        panic!(
-            "{what}: expected exit {code}, got {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+/// Runs the real binary with just these variables, outside any harness.
+pub fn run_bin(args: &[&str], env: &[(&str, &str)]) -> TestOutput {
+    TestCommand::new(args).envs(env).run()
+}
+
+/// The real binary as a test runs it (ripgrep's `TestCommand`): when an assertion on its
+/// outcome fails, the report names the command line (the token never: variable values are
+/// shown only for names that cannot hold one), the exit status, stdout, stderr and the archive.
+pub struct TestCommand {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// The archive the command works on, named in failure reports.
+    db: Option<PathBuf>,
+    stdout: Option<Stdio>,
+}
+
+impl TestCommand {
+    pub fn new<S: AsRef<str>>(args: &[S]) -> Self {
+        TestCommand {
+            args: args.iter().map(|a| a.as_ref().to_owned()).collect(),
+            env: Vec::new(),
+            db: None,
+            stdout: None,
+        }
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn envs(self, env: &[(&str, &str)]) -> Self {
+        env.iter().fold(self, |cmd, (k, v)| cmd.env(k, v))
+    }
+
+    /// The archive to name in failure reports.
+    pub fn archive(mut self, db: &Path) -> Self {
+        self.db = Some(db.to_owned());
+        self
+    }
+
+    /// Where stdout goes (by default it is captured).
+    pub fn stdout(mut self, stdout: Stdio) -> Self {
+        self.stdout = Some(stdout);
+        self
+    }
+
+    /// The command line as a shell would take it, variable values redacted where a secret
+    /// may hide (the token comes only from the environment).
+    pub fn command_line(&self) -> String {
+        let shown = |name: &str, value: &str| {
+            let secret = ["TOKEN", "SECRET", "KEY", "PASS"]
+                .iter()
+                .any(|s| name.to_ascii_uppercase().contains(s))
+                || value == TOKEN;
+            if secret {
+                format!("{name}=<redacted>")
+            } else {
+                format!("{name}={}", shell_quote(value))
+            }
+        };
+        self.env
+            .iter()
+            .map(|(k, v)| shown(k, v))
+            .chain(std::iter::once("discord-archiver".to_owned()))
+            .chain(self.args.iter().map(|a| shell_quote(a)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(bin_path());
+        cmd.args(&self.args)
+            .env_remove("DISCORD_TOKEN")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn context(&self) -> Context {
+        Context {
+            command_line: self.command_line(),
+            db: self.db.clone(),
+        }
+    }
+
+    /// Runs it to the end, capturing its output.
+    pub fn run(mut self) -> TestOutput {
+        let mut cmd = self.command();
+        if let Some(stdout) = self.stdout.take() {
+            cmd.stdout(stdout);
+        }
+        let output = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.command_line()));
+        TestOutput {
+            output,
+            context: self.context(),
+        }
+    }
+
+    /// Starts it without waiting, its output going to `<log>.out` / `<log>.err` (files, not
+    /// pipes: a child nobody reads from must never block on a full pipe).
+    pub fn spawn(self, log: &Path) -> TestChild {
+        let (out, err) = (log.with_extension("out"), log.with_extension("err"));
+        let child = self
+            .command()
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.command_line()));
+        TestChild {
+            child,
+            out,
+            err,
+            context: self.context(),
+        }
     }
 }
 
-pub fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+/// Quotes an argument for a POSIX shell when it needs it.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,+".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// What a failure report says about a command besides its output.
+#[derive(Clone, Debug)]
+struct Context {
+    command_line: String,
+    db: Option<PathBuf>,
+}
+
+/// A finished [`TestCommand`]: its output, and a report of everything for failed assertions
+/// (`{out}` in an assertion message prints it).
+pub struct TestOutput {
+    pub output: Output,
+    context: Context,
+}
+
+impl TestOutput {
+    /// The output of a command that runs the binary through another program (`sh`, `script`,
+    /// `unshare`), described by `command_line` (which must not hold the token).
+    pub fn of(output: Output, command_line: &str, db: Option<&Path>) -> Self {
+        TestOutput {
+            output,
+            context: Context {
+                command_line: command_line.to_owned(),
+                db: db.map(Path::to_owned),
+            },
+        }
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// stdout then stderr.
+    pub fn text(&self) -> String {
+        self.stdout() + &self.stderr()
+    }
+
+    /// Asserts the exit code.
+    #[track_caller]
+    pub fn assert_exit(&self, code: i32, what: &str) -> &Self {
+        if self.code() != Some(code) {
+            panic!("{what}: expected exit {code}\n{self}");
+        }
+        self
+    }
+
+    /// Asserts that stdout or stderr says `needle`.
+    #[track_caller]
+    pub fn assert_says(&self, needle: &str) -> &Self {
+        if !self.text().contains(needle) {
+            panic!("expected the output to say {needle:?}\n{self}");
+        }
+        self
+    }
+
+    /// Asserts that neither stdout nor stderr says `needle`.
+    #[track_caller]
+    pub fn assert_never_says(&self, needle: &str) -> &Self {
+        if self.text().contains(needle) {
+            panic!("expected the output not to say {needle:?}\n{self}");
+        }
+        self
+    }
+}
+
+/// The failure report: command line, exit status, archive, stdout and stderr.
+impl std::fmt::Display for TestOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        report(
+            f,
+            &self.context,
+            &format!("{}", self.output.status),
+            &self.stdout(),
+            &self.stderr(),
+        )
+    }
+}
+
+fn report(
+    f: &mut std::fmt::Formatter<'_>,
+    context: &Context,
+    status: &str,
+    stdout: &str,
+    stderr: &str,
+) -> std::fmt::Result {
+    writeln!(f, "--- command\n{}", context.command_line)?;
+    writeln!(f, "--- {status}")?;
+    if let Some(db) = &context.db {
+        writeln!(f, "--- archive\n{}", db.display())?;
+    }
+    writeln!(f, "--- stdout\n{stdout}")?;
+    write!(f, "--- stderr\n{stderr}")
+}
+
+/// A running [`TestCommand`], its output going to files.
+pub struct TestChild {
+    pub child: Child,
+    out: PathBuf,
+    err: PathBuf,
+    context: Context,
+}
+
+impl TestChild {
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends `signal` (15: SIGTERM, 9: SIGKILL).
+    pub fn signal(&self, signal: i32) {
+        extern "C" {
+            fn kill(pid: i32, sig: i32) -> i32;
+        }
+        // SAFETY: kill(2) on our own child's pid; it is not reaped before `wait`.
+        let r = unsafe { kill(self.child.id() as i32, signal) };
+        assert_eq!(r, 0, "kill({signal}) failed");
+    }
+
+    /// Waits for it to end (a safety net of `limit`, then it is killed and the test fails).
+    #[track_caller]
+    pub fn wait(mut self, limit: Duration) -> TestOutput {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("still running after {limit:?}\n{}", self.report_so_far());
+            }
+            // Polling for the exit (a condition), not waiting for a time.
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        self.output(status)
+    }
+
+    /// SIGKILLs it and reaps it.
+    pub fn kill(mut self) -> TestOutput {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        self.output(status)
+    }
+
+    fn output(self, status: std::process::ExitStatus) -> TestOutput {
+        TestOutput {
+            output: Output {
+                status,
+                stdout: std::fs::read(&self.out).unwrap_or_default(),
+                stderr: std::fs::read(&self.err).unwrap_or_default(),
+            },
+            context: self.context,
+        }
+    }
+
+    fn report_so_far(&self) -> String {
+        struct Shown<'a>(&'a TestChild);
+        impl std::fmt::Display for Shown<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+                let c = self.0;
+                report(f, &c.context, "running", &read(&c.out), &read(&c.err))
+            }
+        }
+        Shown(self).to_string()
+    }
 }
 
 #[derive(QueryableByName, Debug, Clone, PartialEq, Eq)]
@@ -344,54 +668,44 @@ impl SeededRng {
     }
 }
 
-/// Starts the real binary without waiting, its output going to `<log>.out` / `<log>.err`
-/// (files, not pipes: a child nobody reads from must never block on a full pipe).
-pub fn spawn_bin(
-    args: &[String],
-    env: &[(&str, &str)],
-    log: &std::path::Path,
-) -> std::process::Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_discord-archiver"));
-    cmd.args(args)
-        .env_remove("DISCORD_TOKEN")
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
-        .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
+/// Waits until `condition` holds, looking every millisecond or so. `limit` is a safety net, not
+/// a timing: when it runs out the test fails, naming `what` it waited for.
+#[track_caller]
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {limit:?} for {what}, in vain"
+        );
+        // The pause between two looks, so the loop leaves the machine to the run it waits on.
+        std::thread::sleep(Duration::from_millis(1));
     }
-    cmd.spawn().expect("the binary starts")
 }
 
 /// Waits until `count` of the simulator's logged requests match `matching`, a minute at most
 /// (a safety net, not a timing); `false` if `running` says the run ended first.
+#[track_caller]
 pub fn await_requests(
     h: &Harness,
     count: usize,
     matching: impl Fn(&simulator::LoggedRequest) -> bool,
-    running: impl Fn() -> bool,
+    mut running: impl FnMut() -> bool,
 ) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while h
-        .sim
-        .state()
-        .request_log()
-        .iter()
-        .filter(|r| matching(r))
-        .count()
-        < count
-    {
-        if !running() {
-            return false;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run makes progress"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    true
+    let mut ended = false;
+    wait_until(
+        &format!("{count} matching requests"),
+        Duration::from_secs(60),
+        || {
+            let seen = h
+                .sim
+                .state()
+                .with_request_log(|log| log.iter().filter(|r| matching(r)).count());
+            ended = seen < count && !running();
+            seen >= count || ended
+        },
+    );
+    !ended
 }
 
 /// The `after=` cursor of a logged `GET /channels/{id}/messages` request, with its channel.
@@ -504,4 +818,39 @@ pub fn assert_checkpoints_cover_rows(
         );
     }
     checkpoints
+}
+
+/// The failure report names the command, its exit, the archive, stdout and stderr, and never
+/// the token; a failed assertion panics with it.
+#[test]
+fn a_failed_assertion_reports_the_command_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("missing").join("a.db");
+    let db_arg = db.display().to_string();
+    let out = TestCommand::new(&["status", "--db", &db_arg])
+        .env("DISCORD_TOKEN", TOKEN)
+        .env("MY_SECRET", "another-secret")
+        .env("TERM", "dumb")
+        .archive(&db)
+        .run();
+    let report = out.to_string();
+    for part in [
+        "--- command\nDISCORD_TOKEN=<redacted> MY_SECRET=<redacted> TERM=dumb discord-archiver status --db ",
+        "--- exit status: 2",
+        &format!("--- archive\n{db_arg}"),
+        "--- stdout\n",
+        "--- stderr\n",
+    ] {
+        assert!(report.contains(part), "{part:?} in:\n{report}");
+    }
+    assert!(!report.contains(TOKEN) && !report.contains("another-secret"));
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        out.assert_exit(0, "status of a missing archive");
+    }))
+    .expect_err("exit 2 is not 0");
+    let message = failed.downcast_ref::<String>().unwrap();
+    assert!(
+        message.starts_with("status of a missing archive: expected exit 0\n--- command"),
+        "{message}"
+    );
 }
