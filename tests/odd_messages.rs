@@ -3,8 +3,7 @@
 //! `anomalies` and reported, forwards, polls and voice messages are archived by default, and
 //! `status` says what happened to each channel.
 
-mod util;
-
+use crate::util::*;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use discord_archiver::app::RunOptions;
@@ -12,7 +11,6 @@ use discord_archiver::config::SkipEmpty;
 use discord_archiver::simulator::{ChannelSpec, FaultSpec, GuildSpec, SimConfig};
 use discord_archiver::stats::ChannelStatus;
 use std::collections::BTreeMap;
-use util::*;
 
 /// The channel of odd messages, listed as a text channel.
 const ODD: u64 = 1_100_000_000_000_000_001;
@@ -254,8 +252,8 @@ fn anomalies(h: &Harness) -> Vec<AnomalyRow> {
 
 fn status_text(h: &Harness) -> String {
     let out = h.bin(&["status", "--db", &h.db.display().to_string()]);
-    assert_exit(&out, 0, "status");
-    text(&out)
+    out.assert_exit(0, "status");
+    out.text()
 }
 
 /// Every message type, each odd value, one unreadable message between good ones, and a guild
@@ -405,8 +403,8 @@ fn forwards_polls_and_voice_messages_are_archived_by_default() {
         "--channel",
         &ODD.to_string(),
     ]);
-    assert_exit(&out, 0, "export");
-    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+    out.assert_exit(0, "export");
+    let lines = out.stdout();
     let contents: Vec<String> = lines
         .lines()
         .map(|l| {
@@ -484,7 +482,7 @@ fn status_tells_failed_and_emptied_channels_from_unfetched_ones() {
     );
     assert!(!status.contains("not fetched yet"), "{status}");
     let json = h.bin(&["status", "--db", &h.db.display().to_string(), "--json"]);
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json.stdout()).unwrap();
     let states: BTreeMap<String, String> = rows
         .iter()
         .map(|r| {

@@ -780,11 +780,12 @@ fn disk_full_is_a_clear_error_and_a_rerun_after_freeing_space_completes() {
         "not one request before the database works"
     );
 
-    // Full mid-run (3 MiB: the schema takes about 1 in 64 KiB pages), then the same tmpfs grown
+    // Full mid-run (4 MiB: a new archive takes about 1 MiB in 64 KiB pages, and its WAL as
+    // much again until the first checkpoint), then the same tmpfs grown
     // to 64 MiB and the run repeated.
     let full = format!(
         "{prelude}
-        mount -t tmpfs -o size=3072k tmpfs \"$M\" || exit 97
+        mount -t tmpfs -o size=4096k tmpfs \"$M\" || exit 97
         run full; snap full
         mount -o remount,size=64m \"$M\" || exit 98
         run freed; snap freed

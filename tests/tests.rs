@@ -11,8 +11,10 @@ mod util;
 mod archive;
 mod cli;
 mod guild;
+mod odd_messages;
 mod reliability;
 mod reliability_kill;
+mod upgrade;
 mod user_view;
 
 /// With `autotests = false` Cargo no longer builds a file of `tests/` on its own: one that is

@@ -1,10 +1,8 @@
 //! An archive written by the previous release (`tests/fixtures/`) opens, exports and resumes
 //! after this version's migrations, with nothing lost and nothing twice.
 
-mod util;
-
+use crate::util::*;
 use std::collections::{BTreeMap, BTreeSet};
-use util::*;
 
 /// Made by the release before the arrival-order layout (commit 42265ea), against the
 /// simulator's `test` preset with seed 1 (what [`Harness::small`] serves), stopped early by
@@ -22,17 +20,14 @@ fn an_archive_of_the_previous_release_opens_exports_and_resumes_with_nothing_los
 
     // `status` and `export` read the old file as it is (read-only: no migration yet).
     let out = h.bin(&["export", "--db", h.db.to_str().unwrap()]);
-    assert_exit(&out, 0, "export of the previous release's archive");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).lines().count(),
-        before.len()
-    );
+    out.assert_exit(0, "export of the previous release's archive");
+    assert_eq!(out.stdout().lines().count(), before.len());
 
     // The resume migrates the archive, then fetches only what lies past each checkpoint.
     let args = h.archive_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = h.bin(&args);
-    assert_exit(&out, 0, "resume after the migration");
+    out.assert_exit(0, "resume after the migration");
 
     let after = h.archived();
     for (id, row) in &before {
@@ -71,8 +66,9 @@ fn an_archive_of_the_previous_release_opens_exports_and_resumes_with_nothing_los
 
     // And the migrated archive exports every row once.
     let out = h.bin(&["export", "--db", h.db.to_str().unwrap()]);
-    assert_exit(&out, 0, "export after the migration");
-    let exported: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+    out.assert_exit(0, "export after the migration");
+    let exported: Vec<serde_json::Value> = out
+        .stdout()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
