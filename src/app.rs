@@ -1,9 +1,9 @@
 //! An archive run end to end: open the archive, check the token, discover the channels,
 //! supervise the fetchers, and report. The library entry point behind `archive` and `demo`.
 
-use crate::actors::fetcher::{Failure, Requester};
 use crate::actors::messages::{AbortReason, Close, FinishRun, ProgressEvent, Shutdown, StartRun};
 use crate::actors::rate_limiter::{GetStats, RateLimiter, INVALID_STOP_AT, INVALID_WINDOW};
+use crate::actors::requester::{Failure, Requester};
 use crate::actors::supervisor::{StopReason, Supervisor, SupervisorResult};
 use crate::actors::writer::Writer;
 use crate::config::{Settings, Token};

@@ -5,8 +5,9 @@
 //! threads, and the archived public and private threads of every channel that can have them.
 //! Every request goes through the same rate limiter as the fetchers'.
 
-use crate::actors::fetcher::{skip_reason, ChannelJob, Failure, Requester, EMPTY_PAGE_SKIP};
+use crate::actors::fetcher::{skip_reason, ChannelJob, EMPTY_PAGE_SKIP};
 use crate::actors::messages::{LoadChannels, LoadCheckpoints, MarkSkipped, RecordChannels};
+use crate::actors::requester::{Failure, Requester};
 use crate::actors::writer::{to_i64, Writer};
 use crate::config::{GuildTarget, Settings};
 use crate::discord::page::ThreadList;

@@ -169,7 +169,7 @@ const CONNECTION_ERROR: &str = "connection error: ";
 
 /// Discord sends float seconds; a negative, NaN or absurd value must not stall or spin us.
 /// (How long a 429 is actually waited out is decided where it is obeyed: see
-/// `fetcher::obeyed_wait`.)
+/// `requester::obeyed_wait`.)
 fn sanitize_retry_after(seconds: f64) -> f64 {
     if seconds.is_finite() && seconds >= 0.0 {
         seconds.min(24.0 * 3600.0)
