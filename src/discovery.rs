@@ -44,6 +44,9 @@ pub enum DiscoveryError {
     Failed(String),
     #[error("interrupted")]
     Interrupted,
+    /// An actor discovery needs (the writer, the rate limiter) is gone.
+    #[error("the {0} stopped unexpectedly")]
+    ActorStopped(&'static str),
 }
 
 /// What discovery found.
@@ -63,12 +66,13 @@ fn failure(f: Failure) -> DiscoveryError {
             DiscoveryError::Unauthorized
         }
         Failure::Interrupted => DiscoveryError::Interrupted,
+        Failure::ActorStopped(what) => DiscoveryError::ActorStopped(what),
         Failure::Api(e) | Failure::Exhausted(e) => DiscoveryError::Failed(e.to_string()),
-        Failure::Storage(why, _) => DiscoveryError::Failed(why),
-        Failure::InvalidRequestBudget => DiscoveryError::Failed(
-            "too many rejected requests (401/403/429) lately; stopping before Discord bans this IP"
-                .into(),
-        ),
+        // A failed discovery (exit 1): the archive opened, so this is no database error found
+        // before fetching.
+        f @ (Failure::Storage(_) | Failure::InvalidRequestBudget) => {
+            DiscoveryError::Failed(f.to_string())
+        }
     }
 }
 
@@ -81,7 +85,8 @@ fn optional<T>(f: Failure, what: &str) -> Result<Option<T>, DiscoveryError> {
         | Failure::Exhausted(ApiError::Unauthorized | ApiError::Cloudflare)
         | Failure::Interrupted
         | Failure::InvalidRequestBudget
-        | Failure::Storage(..) => Err(failure(f)),
+        | Failure::Storage(_)
+        | Failure::ActorStopped(_) => Err(failure(f)),
         Failure::Api(e) | Failure::Exhausted(e) => {
             tracing::debug!("cannot read {what}: {e}");
             Ok(None)
@@ -260,7 +265,7 @@ pub async fn discover(
     bot_user_id: Option<u64>,
     stats: &mut Stats,
 ) -> Result<Discovered, DiscoveryError> {
-    let gone = |_| DiscoveryError::Failed("the writer stopped".into());
+    let gone = |_| DiscoveryError::ActorStopped("writer");
     let known = writer.send(LoadChannels).await.map_err(gone)??;
     let checkpoints = writer.send(LoadCheckpoints).await.map_err(gone)??;
     let mut ctx = Ctx {

@@ -21,6 +21,8 @@
 //!                                   └──────────┘     second connection on its own thread)
 //! ```
 //!
+//! - [`error`]: the exit codes (0, 1, 2, 130) and the one mapping from how a run ended to
+//!   them; only `main` exits the process.
 //! - [`app`]: a run end to end: open the archive, check the token, discover channels, start
 //!   the actors, collect the [`stats::RunReport`].
 //! - [`actors::supervisor`]: spawns a [`actors::fetcher::Fetcher`] per channel (bounded
@@ -57,6 +59,7 @@ pub mod cli;
 pub mod config;
 pub mod discord;
 pub mod discovery;
+pub mod error;
 pub mod export;
 pub mod faults;
 pub mod filter;

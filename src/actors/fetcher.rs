@@ -62,13 +62,11 @@ pub async fn archive_channel(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats
     match run(env, job, stats).await {
         Ok(outcome) => outcome,
         Err(Failure::Interrupted) => Outcome::Interrupted,
-        Err(Failure::Storage(why, fatal)) => {
-            if fatal {
-                Outcome::Abort(AbortReason::Storage(why))
-            } else {
-                Outcome::Failed(why)
-            }
+        Err(Failure::Storage(e)) if ends_the_run(&e) => {
+            Outcome::Abort(AbortReason::Storage(e.to_string()))
         }
+        Err(Failure::Storage(e)) => Outcome::Failed(e.to_string()),
+        Err(Failure::ActorStopped(what)) => Outcome::Abort(AbortReason::ActorStopped(what)),
         Err(Failure::Api(ApiError::Unauthorized) | Failure::Exhausted(ApiError::Unauthorized)) => {
             Outcome::Abort(AbortReason::Unauthorized)
         }
@@ -121,10 +119,9 @@ async fn record_skip(env: &FetchEnv, job: &ChannelJob, reason: &str) {
     }
 }
 
-fn storage_failure(e: StorageError) -> Failure {
-    // A full disk or a halted writer fails every channel alike: stop the run, keep what is saved.
-    let fatal = e.is_disk_full() || matches!(e, StorageError::Halted | StorageError::Closed);
-    Failure::Storage(e.to_string(), fatal)
+/// A full disk or a halted writer fails every channel alike: stop the run, keep what is saved.
+fn ends_the_run(e: &StorageError) -> bool {
+    e.is_disk_full() || matches!(e, StorageError::Halted | StorageError::Closed)
 }
 
 /// Asks the writer (or the committer in front of it) and waits for its answer (after commit,
@@ -138,8 +135,8 @@ where
 {
     to.send(msg)
         .await
-        .map_err(|_| Failure::Storage("the writer stopped".into(), true))?
-        .map_err(storage_failure)
+        .map_err(|_| Failure::ActorStopped("writer"))?
+        .map_err(Failure::Storage)
 }
 
 impl Paged for FetchedMessage {

@@ -8,6 +8,7 @@ use crate::config::RateSettings;
 use crate::discord::client::Fetched;
 use crate::discord::{ApiError, DiscordClient, Route};
 use crate::stats::Stats;
+use crate::storage::StorageError;
 use actix::prelude::*;
 use std::future::Future;
 use std::time::Duration;
@@ -27,15 +28,26 @@ pub struct Requester {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Why a request gave up.
-#[derive(Debug, Clone, PartialEq)]
+/// Why a request (or a fetcher's work around it) gave up.
+#[derive(Debug, thiserror::Error)]
 pub enum Failure {
+    #[error("{0}")]
     Api(ApiError),
     /// Retries exhausted on 429s or transient errors; the last one is kept.
+    #[error("gave up after retries: {0}")]
     Exhausted(ApiError),
+    #[error("interrupted")]
     Interrupted,
-    Storage(String, bool),
+    /// The archive refused a read or a batch.
+    #[error(transparent)]
+    Storage(StorageError),
+    /// An actor the work needs (the writer, the rate limiter) is gone: the run is ending.
+    #[error("the {0} stopped")]
+    ActorStopped(&'static str),
     /// Too many 401/403/429 responses lately: the run must stop before Discord bans the IP.
+    #[error(
+        "too many rejected requests (401/403/429) lately; stopping before Discord bans this IP"
+    )]
     InvalidRequestBudget,
 }
 
@@ -76,7 +88,7 @@ impl Requester {
             }
             let permit = tokio::select! {
                 permit = self.limiter.send(Acquire { route }) => permit
-                    .map_err(|_| Failure::Storage("the rate limiter stopped".into(), true))?
+                    .map_err(|_| Failure::ActorStopped("rate limiter"))?
                     .map_err(|_| Failure::InvalidRequestBudget)?,
                 () = wait_for_shutdown(self.shutdown.clone()) => return Err(Failure::Interrupted),
             };

@@ -187,7 +187,7 @@ impl Handler<FetcherDone> for Supervisor {
             }
             Outcome::Interrupted => report.status = ChannelStatus::Interrupted,
             Outcome::Abort(reason) => {
-                report.status = ChannelStatus::Failed(format!("{reason:?}"));
+                report.status = ChannelStatus::Failed(reason.to_string());
                 self.stop_all(StopReason::Abort(reason));
             }
             Outcome::FailedForGood(why) => {
