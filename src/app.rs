@@ -327,10 +327,12 @@ async fn check_token(
     let client = &requester.client;
     let answer = requester
         .request(Route::CurrentUser, stats, move || async move {
-            client.current_user().await.map_err(|e| match e {
+            client.current_user().await.map_err(|e| {
                 // Only silence and rate limits are waited out here.
-                ApiError::Transient(why) if !e.is_unanswered() => ApiError::Fatal(why),
-                e => e,
+                match e.transient_detail() {
+                    Some(why) if !e.is_unanswered() => ApiError::Fatal(why),
+                    _ => e,
+                }
             })
         })
         .await;

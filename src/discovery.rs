@@ -125,9 +125,9 @@ impl Ctx<'_> {
         self.get(route, || {
             let answer = call();
             async move {
-                answer.await.map_err(|e| match e {
-                    ApiError::Transient(why) if e.is_unreadable_answer() => ApiError::Fatal(why),
-                    e => e,
+                answer.await.map_err(|e| match e.transient_detail() {
+                    Some(why) if e.is_unreadable_answer() => ApiError::Fatal(why),
+                    _ => e,
                 })
             }
         })

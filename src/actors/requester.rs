@@ -138,7 +138,8 @@ impl Requester {
                         shared: *shared,
                     });
                 }
-                ApiError::Transient(why) => {
+                e if e.is_transient() => {
+                    let why = e.transient_detail().unwrap_or_default();
                     permit.complete(Feedback::Nothing);
                     if retries < self.rate.max_retries {
                         let wait = backoff(retries + 1, self.rate.backoff_cap);
