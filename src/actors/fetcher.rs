@@ -19,7 +19,7 @@ use crate::config::Settings;
 use crate::discord::{ApiError, FetchedMessage, Route, PAGE_LIMIT};
 use crate::filter;
 use crate::pager::plan::{resume_spans, split};
-use crate::pager::{self, Action, End, Lane, Paged, Span, SpanPager};
+use crate::pager::{self, Action, Commit, End, Lane, Paged, Span, SpanPager};
 use crate::stats::Stats;
 use crate::storage::StorageError;
 use actix::prelude::*;
@@ -371,15 +371,13 @@ async fn fetch_span(
             Action::Fetch { after, limit } => {
                 let route = Route::ChannelMessages(job.channel_id);
                 let client = &env.requester.client;
-                let fetched = if env.requester.is_shutting_down() {
-                    Err(Failure::Interrupted)
-                } else {
-                    env.requester
-                        .request_for(&what, route, stats, || {
-                            client.messages_after(job.channel_id, after, limit)
-                        })
-                        .await
-                };
+                // (A shutdown is obeyed here too: the requester asks nothing once it is on.)
+                let fetched = env
+                    .requester
+                    .request_for(&what, route, stats, || {
+                        client.messages_after(job.channel_id, after, limit)
+                    })
+                    .await;
                 match fetched {
                     Ok(fetched) => {
                         let page = fetched.value;
@@ -387,8 +385,8 @@ async fn fetch_span(
                     }
                     Err(failure) => {
                         // Whatever is fetched is committed before giving up (or stopping).
-                        if let Some(Action::Commit { messages, claim }) = pager.stop() {
-                            commit(env, job, messages, claim, counters, stats).await?;
+                        if let Some(batch) = pager.stop() {
+                            commit(env, job, batch, counters, stats).await?;
                         }
                         return match failure {
                             Failure::Interrupted => Ok(SpanEnd::Interrupted),
@@ -397,8 +395,8 @@ async fn fetch_span(
                     }
                 }
             }
-            Action::Commit { messages, claim } => {
-                commit(env, job, messages, claim, counters, stats).await?;
+            Action::Commit(batch) => {
+                commit(env, job, batch, counters, stats).await?;
                 pager.next(|m| accept(stats, m))
             }
             Action::End(End::Done) => return Ok(SpanEnd::Done),
@@ -421,8 +419,7 @@ async fn fetch_span(
 async fn commit(
     env: &FetchEnv,
     job: &ChannelJob,
-    messages: Vec<FetchedMessage>,
-    claim: pager::claim::Claim,
+    Commit { messages, claim }: Commit<FetchedMessage>,
     counters: &Counters,
     stats: &mut Stats,
 ) -> Result<(), Failure> {

@@ -73,11 +73,18 @@ pub struct Config {
 pub enum Action<M> {
     /// Ask for the messages after `after`, at most `limit`; then call [`SpanPager::on_page`].
     Fetch { after: u64, limit: u16 },
-    /// Commit these messages (the kept ones, oldest first) with this claim, in one transaction;
-    /// then call [`SpanPager::next`].
-    Commit { messages: Vec<M>, claim: Claim },
+    /// Commit this batch, then call [`SpanPager::next`].
+    Commit(Commit<M>),
     /// The span is over.
     End(End),
+}
+
+/// A batch to commit in one transaction with what it claims.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Commit<M> {
+    /// The messages to store (the kept ones), oldest first.
+    pub messages: Vec<M>,
+    pub claim: Claim,
 }
 
 /// How a span's paging ended (after any commit it needed).
@@ -251,7 +258,7 @@ impl<M: Paged> SpanPager<M> {
                     let commit = self.commit(flushes.remove(0));
                     self.state = State::Flushing(flushes, then);
                     if let Some(commit) = commit {
-                        return commit;
+                        return Action::Commit(commit);
                     }
                 }
                 State::Ending(end) => return Action::End(end),
@@ -262,7 +269,7 @@ impl<M: Paged> SpanPager<M> {
 
     /// The request failed, or the run is stopping: what was fetched must still be committed
     /// (`None`: nothing was). The span ends here.
-    pub fn stop(&mut self) -> Option<Action<M>> {
+    pub fn stop(&mut self) -> Option<Commit<M>> {
         self.state = State::Ended;
         self.commit(Flush::Partial)
     }
@@ -297,7 +304,7 @@ impl<M: Paged> SpanPager<M> {
                 self.batch.keep.push(message);
             }
             if self.batch.len >= self.config.batch_size.max(1) {
-                return self.commit(Flush::Partial);
+                return self.commit(Flush::Partial).map(Action::Commit);
             }
         }
         // A cut leaves the rest of the page unread.
@@ -362,10 +369,10 @@ impl<M: Paged> SpanPager<M> {
     }
 
     /// The batch as a commit, with what it may claim; `None` if there is nothing to commit.
-    fn commit(&mut self, how: Flush) -> Option<Action<M>> {
+    fn commit(&mut self, how: Flush) -> Option<Commit<M>> {
         let claim = claim::claim(&self.span, how, self.batch.last, self.config.newest)?;
         let batch = std::mem::take(&mut self.batch);
-        Some(Action::Commit {
+        Some(Commit {
             messages: batch.keep,
             claim,
         })

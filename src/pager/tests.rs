@@ -3,7 +3,7 @@
 
 use super::claim::{apply, Claim};
 use super::plan::split;
-use super::{Action, Config, End, Lane, Span, SpanPager};
+use super::{Action, Commit, Config, End, Lane, Span, SpanPager};
 use crate::storage::models::{CheckpointRow, SliceRow};
 use crate::time::{snowflake_from_ms, snowflake_ms};
 
@@ -195,14 +195,14 @@ fn run(case: &Case) -> (Vec<String>, Option<CheckpointRow>, Vec<SliceRow>) {
                         }
                         None => {
                             log.push("request failed".into());
-                            if let Some(Action::Commit { messages, claim }) = pager.stop() {
+                            if let Some(Commit { messages, claim }) = pager.stop() {
                                 commit(&mut log, &mut checkpoint, &mut slices, messages, claim);
                             }
                             break;
                         }
                     }
                 }
-                Action::Commit { messages, claim } => {
+                Action::Commit(Commit { messages, claim }) => {
                     commit(&mut log, &mut checkpoint, &mut slices, messages, claim);
                     pager.next(accept)
                 }
