@@ -1,32 +1,39 @@
 //! An archive run end to end: open the archive, check the token, discover the channels,
 //! supervise the fetchers, and report. The library entry point behind `archive` and `demo`.
 
-use crate::actors::fetcher::{Failure, Requester};
 use crate::actors::messages::{
     AbortReason, Close, FinishRun, ProgressEvent, RecordOutcomes, Shutdown, StartRun,
 };
 use crate::actors::rate_limiter::{GetStats, RateLimiter, INVALID_STOP_AT, INVALID_WINDOW};
+use crate::actors::requester::{Failure, Requester};
 use crate::actors::supervisor::{StopReason, Supervisor, SupervisorResult};
 use crate::actors::writer::Writer;
 use crate::config::{Settings, Token};
 use crate::discord::{ApiError, DiscordClient, Route};
 use crate::discovery::{self, DiscoveryError};
-use crate::stats::{ChannelReport, ChannelStatus, RunReport, Stats};
+use crate::error::ExitCode;
+use crate::stats::{RunReport, Stats};
 use crate::storage::{self, StorageError};
 use actix::prelude::*;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
+/// A future that resolves when the run must stop (Ctrl-C, SIGTERM, a test's trigger). It is
+/// polled on the run's actix system, from before the token check to the end of the run.
+pub type ShutdownSignal = Pin<Box<dyn Future<Output = ()>>>;
+
 /// How a run is driven, beyond the user's settings.
 pub struct RunOptions {
     /// Recorded in the `runs` table.
     pub command: String,
-    /// Ctrl-C / SIGTERM stop the run gracefully (a second one exits at once).
-    pub handle_signals: bool,
+    /// When it resolves, the run stops gracefully: no new requests, what was fetched is
+    /// committed, and the run ends interrupted (exit 130). `None`: the run is never asked to.
+    pub shutdown: Option<ShutdownSignal>,
     /// Progress observers, fed by the supervisor.
     pub progress: Vec<Recipient<ProgressEvent>>,
     pub request_timeout: Duration,
@@ -38,7 +45,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             command: "archive".into(),
-            handle_signals: false,
+            shutdown: None,
             progress: Vec::new(),
             request_timeout: Duration::from_secs(10),
             halt_after_batches: None,
@@ -63,15 +70,15 @@ pub enum RunError {
     /// Earlier runs met so many invalid responses lately that one more run risks the ban.
     #[error("{0}")]
     InvalidBudget(String),
+    /// An actor of the run (the writer, the supervisor) is gone before the run ended.
+    #[error("the {0} stopped unexpectedly")]
+    ActorStopped(&'static str),
 }
 
 impl RunError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            RunError::Discovery(_) | RunError::InvalidBudget(_) => 1,
-            RunError::Interrupted => 130,
-            _ => 2,
-        }
+    /// See [`ExitCode::of_error`].
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::of_error(self)
     }
 }
 
@@ -109,11 +116,12 @@ pub async fn archive(
     let limiter = limiter.start();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutdown_tx = Arc::new(shutdown_tx);
-    // Signals are handled from here on, not only once fetching starts: a SIGTERM during a long
+    // Shutdown is obeyed from here on, not only once fetching starts: a SIGTERM during a long
     // discovery stops it gracefully too (exit 130, the run recorded as such).
     let supervisor_slot: Rc<RefCell<Option<Addr<Supervisor>>>> = Rc::default();
-    if options.handle_signals {
-        actix::spawn(forward_signals(
+    if let Some(signal) = options.shutdown {
+        actix::spawn(forward_shutdown(
+            signal,
             shutdown_tx.clone(),
             supervisor_slot.clone(),
         ));
@@ -143,7 +151,7 @@ pub async fn archive(
             command: options.command.clone(),
         })
         .await
-        .map_err(|_| writer_stopped())??;
+        .map_err(|_| RunError::ActorStopped("writer"))??;
     let found = match discovery::discover(
         &requester,
         &writer,
@@ -161,6 +169,7 @@ pub async fn archive(
                 DiscoveryError::Usage(why) => RunError::Usage(why),
                 DiscoveryError::Interrupted => RunError::Interrupted,
                 DiscoveryError::Failed(why) => RunError::Discovery(why),
+                DiscoveryError::ActorStopped(what) => RunError::ActorStopped(what),
             };
             // The run row says how it ended, and the archive is closed before returning. The
             // invalid responses met so far count for the next run (see `earlier_invalid`).
@@ -168,12 +177,12 @@ pub async fn archive(
             let _ = writer
                 .send(FinishRun {
                     run_id,
-                    exit_code: e.exit_code(),
+                    exit_code: e.exit_code().code(),
                     stats_json: serde_json::json!({ "rate_limiter": rate_limiter }).to_string(),
                 })
                 .await;
             let _ = writer.send(Close).await;
-            if e.exit_code() == 2 && !existed {
+            if e.exit_code() == ExitCode::Usage && !existed {
                 // A usage or token error (an unknown guild; a token first refused here, see
                 // `check_token`) leaves nothing behind: nothing was fetched.
                 storage::remove_new_archive(&settings.database);
@@ -206,7 +215,7 @@ pub async fn archive(
     }
     let result: SupervisorResult = done_rx
         .await
-        .map_err(|_| RunError::Discovery("the supervisor stopped without a result".into()))?;
+        .map_err(|_| RunError::ActorStopped("supervisor"))?;
 
     let rate_limiter = limiter.send(GetStats).await.ok();
     // Only channels this run fetched: discovery's settled skips are recorded already.
@@ -227,16 +236,13 @@ pub async fn archive(
     // Discovery's failures and 429s count in the totals too (its requests are reported apart).
     totals.errors += discovery.errors;
     totals.rate_limit_errors += discovery.rate_limit_errors;
-    let mut exit_code = exit_code(&result.stopped, &channels);
-    if exit_code == 0 && !incomplete.is_empty() {
-        // Something may be missing: the run did not do all it was asked.
-        exit_code = 1;
-    }
+    // A listing that failed (`incomplete`): something may be missing.
+    let exit_code = ExitCode::of_run(result.stopped.as_ref(), &channels, !incomplete.is_empty());
     let report = RunReport {
         start_time,
         end_time: crate::time::now_rfc3339(),
         elapsed_seconds: started.elapsed().as_secs_f64(),
-        exit_code,
+        exit_code: exit_code.code(),
         stopped: result.stopped.as_ref().map(describe_stop),
         incomplete,
         totals,
@@ -249,7 +255,7 @@ pub async fn archive(
     if let Ok(Err(e)) = writer
         .send(FinishRun {
             run_id,
-            exit_code,
+            exit_code: exit_code.code(),
             stats_json,
         })
         .await
@@ -260,10 +266,6 @@ pub async fn archive(
     // explicitly: the archive is unlocked and fully written when this function returns.
     let _ = writer.send(Close).await;
     Ok(report)
-}
-
-fn writer_stopped() -> RunError {
-    RunError::Discovery("the writer stopped unexpectedly".into())
 }
 
 /// The invalid responses earlier runs of this archive met within Discord's window:
@@ -289,25 +291,6 @@ fn earlier_invalid(archive: &mut storage::Archive) -> Vec<(Duration, u64)> {
     }
 }
 
-fn exit_code(stopped: &Option<StopReason>, channels: &BTreeMap<u64, ChannelReport>) -> i32 {
-    match stopped {
-        Some(StopReason::Interrupted) => 130,
-        // Exit 2 is for what is found before fetching; a token rejected mid-run (revoked) stops
-        // a run that already saved work, like any other abort.
-        Some(StopReason::Abort(_)) => 1,
-        None if channels.values().any(|c| {
-            !matches!(
-                c.status,
-                ChannelStatus::Finished | ChannelStatus::Skipped(_)
-            )
-        }) =>
-        {
-            1
-        }
-        None => 0,
-    }
-}
-
 pub fn describe_stop(reason: &StopReason) -> String {
     match reason {
         StopReason::Interrupted => "interrupted; everything fetched was saved".into(),
@@ -317,42 +300,24 @@ pub fn describe_stop(reason: &StopReason) -> String {
         StopReason::Abort(AbortReason::Cloudflare) => {
             "Cloudflare is blocking this IP (HTML 429); wait before running again".into()
         }
-        StopReason::Abort(AbortReason::Storage(why)) => format!("storage failed: {why}"),
+        StopReason::Abort(reason @ (AbortReason::Storage(_) | AbortReason::ActorStopped(_))) => {
+            reason.to_string()
+        }
         StopReason::Abort(AbortReason::InvalidRequests) => "stopped before Discord's invalid-request limit (10,000 401/403/429 responses in 10 minutes would ban this IP); everything fetched was saved. Check the bot's permissions, then run again in 10 minutes (a run on this archive counts the invalid responses of the runs before it)".into(),
     }
 }
 
-/// Ctrl-C or SIGTERM: stop gracefully; a second one: exit at once (SQLite stays consistent:
-/// every batch commits in one transaction with its checkpoint).
-async fn forward_signals(
+/// The shutdown signal resolved: stop every request (discovery's too); the supervisor, once
+/// there, winds the run down and commits what was fetched.
+async fn forward_shutdown(
+    signal: ShutdownSignal,
     shutdown: Arc<watch::Sender<bool>>,
     supervisor: Rc<RefCell<Option<Addr<Supervisor>>>>,
 ) {
-    wait_for_signal().await;
-    eprintln!("interrupted: saving what was fetched (press Ctrl-C again to exit at once)");
-    // Stops every request (discovery's too); the supervisor, once there, winds the run down.
+    signal.await;
     shutdown.send_replace(true);
     if let Some(supervisor) = supervisor.borrow().as_ref() {
         supervisor.do_send(Shutdown);
-    }
-    wait_for_signal().await;
-    eprintln!("interrupted twice: exiting now");
-    std::process::exit(130);
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -373,10 +338,12 @@ async fn check_token(
     let client = &requester.client;
     let answer = requester
         .request(Route::CurrentUser, stats, move || async move {
-            client.current_user().await.map_err(|e| match e {
+            client.current_user().await.map_err(|e| {
                 // Only silence and rate limits are waited out here.
-                ApiError::Transient(why) if !e.is_unanswered() => ApiError::Fatal(why),
-                e => e,
+                match e.transient_detail() {
+                    Some(why) if !e.is_unanswered() => ApiError::Fatal(why),
+                    _ => e,
+                }
             })
         })
         .await;
@@ -403,7 +370,9 @@ async fn check_token(
             prove_token(requester, settings, stats).await?;
             Ok(token_user_id)
         }
-        Err(f) => Err(RunError::Discovery(failure_text(&f))),
+        Err(Failure::Exhausted(e)) => Err(RunError::Discovery(e.to_string())),
+        Err(Failure::ActorStopped(what)) => Err(RunError::ActorStopped(what)),
+        Err(f) => Err(RunError::Discovery(f.to_string())),
     }
 }
 
@@ -438,59 +407,99 @@ async fn prove_token(
     }
 }
 
-fn failure_text(f: &Failure) -> String {
-    match f {
-        Failure::Api(e) | Failure::Exhausted(e) => e.to_string(),
-        Failure::Interrupted => "interrupted".into(),
-        Failure::Storage(why, _) => why.clone(),
-        Failure::InvalidRequestBudget => "too many rejected requests lately".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ApiBase, GuildTarget};
+    use crate::simulator::{self, GuildSpec, SimConfig};
+    use diesel::prelude::*;
+    use diesel::sql_types::BigInt;
 
-    fn report(status: ChannelStatus) -> BTreeMap<u64, ChannelReport> {
-        [(
-            1,
-            ChannelReport {
-                channel_id: 1,
-                name: None,
-                status,
-                stats: Stats::default(),
-                start_time: None,
-                end_time: None,
-            },
-        )]
-        .into_iter()
-        .collect()
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
     }
 
+    fn count(db: &std::path::Path, sql: &str) -> i64 {
+        storage::open_ro(db)
+            .ok()
+            .and_then(|mut conn| diesel::sql_query(sql).get_result::<Count>(&mut conn).ok())
+            .map_or(0, |c| c.n)
+    }
+
+    /// Shutdown is a future the caller passes in (the binary's resolves on Ctrl-C / SIGTERM):
+    /// triggered once a batch is committed, the run ends interrupted, not failed, with what it
+    /// fetched saved under its checkpoints, and the next run completes the archive.
     #[test]
-    fn exit_codes_follow_the_spec() {
-        assert_eq!(exit_code(&None, &report(ChannelStatus::Finished)), 0);
+    fn a_shutdown_passed_in_ends_the_run_interrupted_with_its_work_saved() {
+        let sim = simulator::spawn(
+            SimConfig {
+                token: "token".into(),
+                guild: GuildSpec::test_small(),
+                ..SimConfig::default()
+            },
+            0,
+        )
+        .expect("the simulator starts");
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("a.db");
+        let mut settings = Settings {
+            database: db.clone(),
+            api_base: Some(ApiBase {
+                host_port: sim.addr().to_string(),
+                use_http: true,
+            }),
+            guilds: vec![GuildTarget {
+                id: sim.state().guild_id(),
+                exclude_channels: Vec::new(),
+            }],
+            ..Settings::default()
+        };
+        // Slow enough (the 3,000-message channel takes 30 pages) to be stopped mid-run.
+        settings.rate.global_per_second = 20.0;
+        const STORED: &str = "SELECT COUNT(*) AS n FROM messages";
+        let watched = db.clone();
+        let shutdown = async move {
+            while count(&watched, STORED) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let run = |settings: Settings, shutdown: Option<ShutdownSignal>| {
+            let options = RunOptions {
+                shutdown,
+                ..RunOptions::default()
+            };
+            actix::System::new()
+                .block_on(archive(settings, Token::new("token"), options))
+                .expect("the run starts")
+        };
+        let report = run(settings.clone(), Some(Box::pin(shutdown)));
         assert_eq!(
-            exit_code(&None, &report(ChannelStatus::Skipped("x".into()))),
-            0
+            ExitCode::from_code(report.exit_code),
+            Some(ExitCode::Interrupted),
+            "{report:#?}"
         );
         assert_eq!(
-            exit_code(&None, &report(ChannelStatus::Failed("x".into()))),
-            1
+            report.stopped.as_deref(),
+            Some("interrupted; everything fetched was saved")
         );
+        let stored = count(&db, STORED);
+        assert!(stored > 0, "a batch was committed before the stop");
+        let uncovered = count(
+            &db,
+            "SELECT COUNT(*) AS n FROM messages m LEFT JOIN checkpoints k ON k.channel_id = m.channel_id \
+             WHERE (k.channel_id IS NULL OR m.id > k.last_message_id) AND NOT EXISTS \
+             (SELECT 1 FROM fetch_slices s WHERE s.channel_id = m.channel_id AND m.id > s.after_id AND m.id <= s.cursor_id)",
+        );
+        assert_eq!(uncovered, 0, "every stored message is under a checkpoint");
+
+        let again = run(settings, None);
         assert_eq!(
-            exit_code(
-                &Some(StopReason::Interrupted),
-                &report(ChannelStatus::Finished)
-            ),
-            130
+            ExitCode::from_code(again.exit_code),
+            Some(ExitCode::Success)
         );
-        assert_eq!(
-            exit_code(
-                &Some(StopReason::Abort(AbortReason::Unauthorized)),
-                &report(ChannelStatus::Finished)
-            ),
-            1
-        );
+        assert!(count(&db, STORED) > stored, "the next run goes on");
+        sim.stop();
     }
 }

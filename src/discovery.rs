@@ -5,10 +5,11 @@
 //! threads, and the archived public and private threads of every channel that can have them.
 //! Every request goes through the same rate limiter as the fetchers'.
 
-use crate::actors::fetcher::{skip_reason, ChannelJob, Failure, Requester, EMPTY_PAGE_SKIP};
+use crate::actors::fetcher::{skip_reason, ChannelJob, EMPTY_PAGE_SKIP};
 use crate::actors::messages::{
     LoadChannels, LoadCheckpoints, MarkSkipped, Outcome, RecordChannels,
 };
+use crate::actors::requester::{Failure, Requester};
 use crate::actors::writer::{to_i64, Writer};
 use crate::config::{GuildTarget, Settings};
 use crate::discord::page::ThreadList;
@@ -71,6 +72,9 @@ pub enum DiscoveryError {
     Failed(String),
     #[error("interrupted")]
     Interrupted,
+    /// An actor discovery needs (the writer, the rate limiter) is gone.
+    #[error("the {0} stopped unexpectedly")]
+    ActorStopped(&'static str),
 }
 
 /// What discovery found.
@@ -90,12 +94,13 @@ fn failure(f: Failure) -> DiscoveryError {
             DiscoveryError::Unauthorized
         }
         Failure::Interrupted => DiscoveryError::Interrupted,
+        Failure::ActorStopped(what) => DiscoveryError::ActorStopped(what),
         Failure::Api(e) | Failure::Exhausted(e) => DiscoveryError::Failed(e.to_string()),
-        Failure::Storage(why, _) => DiscoveryError::Failed(why),
-        Failure::InvalidRequestBudget => DiscoveryError::Failed(
-            "too many rejected requests (401/403/429) lately; stopping before Discord bans this IP"
-                .into(),
-        ),
+        // A failed discovery (exit 1): the archive opened, so this is no database error found
+        // before fetching.
+        f @ (Failure::Storage(_) | Failure::InvalidRequestBudget) => {
+            DiscoveryError::Failed(f.to_string())
+        }
     }
 }
 
@@ -108,7 +113,8 @@ fn optional<T>(f: Failure, what: &str) -> Result<Option<T>, DiscoveryError> {
         | Failure::Exhausted(ApiError::Unauthorized | ApiError::Cloudflare)
         | Failure::Interrupted
         | Failure::InvalidRequestBudget
-        | Failure::Storage(..) => Err(failure(f)),
+        | Failure::Storage(_)
+        | Failure::ActorStopped(_) => Err(failure(f)),
         Failure::Api(e) | Failure::Exhausted(e) => {
             tracing::debug!("cannot read {what}: {e}");
             Ok(None)
@@ -147,9 +153,9 @@ impl Ctx<'_> {
         self.get(route, || {
             let answer = call();
             async move {
-                answer.await.map_err(|e| match e {
-                    ApiError::Transient(why) if e.is_unreadable_answer() => ApiError::Fatal(why),
-                    e => e,
+                answer.await.map_err(|e| match e.transient_detail() {
+                    Some(why) if e.is_unreadable_answer() => ApiError::Fatal(why),
+                    _ => e,
                 })
             }
         })
@@ -287,7 +293,7 @@ pub async fn discover(
     bot_user_id: Option<u64>,
     stats: &mut Stats,
 ) -> Result<Discovered, DiscoveryError> {
-    let gone = |_| DiscoveryError::Failed("the writer stopped".into());
+    let gone = |_| DiscoveryError::ActorStopped("writer");
     let known = writer.send(LoadChannels).await.map_err(gone)??;
     let checkpoints = writer.send(LoadCheckpoints).await.map_err(gone)??;
     let mut ctx = Ctx {

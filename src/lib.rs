@@ -21,6 +21,8 @@
 //!                                   └──────────┘     second connection on its own thread)
 //! ```
 //!
+//! - [`error`]: the exit codes (0, 1, 2, 130) and the one mapping from how a run ended to
+//!   them; only `main` exits the process.
 //! - [`app`]: a run end to end: open the archive, check the token, discover channels, start
 //!   the actors, collect the [`stats::RunReport`].
 //! - [`actors::supervisor`]: spawns a [`actors::fetcher::Fetcher`] per channel (bounded
@@ -28,8 +30,13 @@
 //!   and stops everyone on [`actors::messages::Shutdown`].
 //! - [`discovery`]: which channels and threads to fetch (listings, permission math, skips,
 //!   channels with nothing new), every request through the rate limiter.
-//! - [`actors::fetcher`]: pages one channel oldest first (`after` cursor; a long channel in
-//!   parallel time slices), filters, batches, and awaits each commit before the next page.
+//! - [`actors::fetcher`]: the thin driver of one channel: does what the [`pager`] says
+//!   (requests, commits awaited before the next page), filters, reports progress and outcome.
+//! - [`pager`]: paging with no I/O: a page in, the next action out (ask for the page after X,
+//!   commit this batch with this claim, stop, and why); [`pager::claim`] holds every rule of
+//!   what a checkpoint or slice may claim, [`pager::plan`] the spans of resumes and splits.
+//! - [`actors::requester`]: every request goes through it: the rate limiter's permit, the
+//!   retry policy (429s, transient errors, backoff), shutdown.
 //! - [`actors::rate_limiter`]: every request takes a [`actors::rate_limiter::Permit`] and
 //!   returns the response's rate-limit feedback with it.
 //! - [`actors::committer`]: group commit in front of the writer.
@@ -53,9 +60,11 @@ pub mod cli;
 pub mod config;
 pub mod discord;
 pub mod discovery;
+pub mod error;
 pub mod export;
 pub mod faults;
 pub mod filter;
+pub mod pager;
 pub mod permissions;
 pub mod progress;
 pub mod report;

@@ -5,14 +5,14 @@ use clap::Parser;
 use discord_archiver::app::{self, RunOptions};
 use discord_archiver::cli::{Cli, Command};
 use discord_archiver::config::{self, ApiBase, GuildTarget, Settings, Token};
+use discord_archiver::error::ExitCode;
 use discord_archiver::export::{self, ExportFilter};
 use discord_archiver::progress::{Progress, Terminal};
 use discord_archiver::stats::RunReport;
 use discord_archiver::{report, simulator, storage};
-use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
-fn main() -> ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Log lines and progress bars share stderr through this.
     let terminal = Terminal::default();
@@ -28,10 +28,10 @@ fn main() -> ExitCode {
             Err(e) => usage_error(&e),
         },
         Command::Simulate(args) => match simulator::run_cli(args) {
-            Ok(()) => 0,
+            Ok(()) => ExitCode::Success,
             Err(e) => {
                 eprintln!("error: {e:#}");
-                1
+                ExitCode::Failed
             }
         },
         Command::Demo(args) => match config::resolve_demo(&args) {
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
             Err(e) => usage_error(&e),
         },
     };
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
+    code.into()
 }
 
 fn init_tracing(level: tracing_subscriber::filter::LevelFilter, terminal: &Terminal) {
@@ -58,12 +58,12 @@ fn init_tracing(level: tracing_subscriber::filter::LevelFilter, terminal: &Termi
         .init();
 }
 
-fn usage_error(e: &dyn std::fmt::Display) -> i32 {
+fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");
-    2
+    ExitCode::Usage
 }
 
-fn archive(settings: Settings, terminal: &Terminal) -> i32 {
+fn archive(settings: Settings, terminal: &Terminal) -> ExitCode {
     if let Some(path) = &settings.stats_json {
         if let Err(e) = check_output(path, "--stats-json", &settings.database) {
             return usage_error(&e);
@@ -75,7 +75,7 @@ fn archive(settings: Settings, terminal: &Terminal) -> i32 {
     };
     let stats_json = settings.stats_json.clone();
     let options = RunOptions {
-        handle_signals: true,
+        shutdown: Some(Box::pin(signals())),
         ..RunOptions::default()
     };
     finish(
@@ -103,7 +103,10 @@ fn run(
     result
 }
 
-fn finish(result: Result<RunReport, app::RunError>, stats_json: Option<&std::path::Path>) -> i32 {
+fn finish(
+    result: Result<RunReport, app::RunError>,
+    stats_json: Option<&std::path::Path>,
+) -> ExitCode {
     match result {
         Ok(report) => {
             if report.totals.content_intent_missing() {
@@ -121,10 +124,10 @@ fn finish(result: Result<RunReport, app::RunError>, stats_json: Option<&std::pat
                 let json = serde_json::to_string_pretty(&report).expect("reports serialize");
                 if let Err(e) = std::fs::write(path, json) {
                     eprintln!("error: writing --stats-json {}: {e}", path.display());
-                    return report.exit_code.max(1);
+                    return run_code(&report).max(ExitCode::Failed);
                 }
             }
-            report.exit_code
+            run_code(&report)
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -133,7 +136,41 @@ fn finish(result: Result<RunReport, app::RunError>, stats_json: Option<&std::pat
     }
 }
 
-fn status(settings: &config::StatusSettings) -> i32 {
+/// The code a run report carries (always one of ours: it was made from an [`ExitCode`]).
+fn run_code(report: &RunReport) -> ExitCode {
+    ExitCode::from_code(report.exit_code).unwrap_or(ExitCode::Failed)
+}
+
+/// Resolves on the first Ctrl-C or SIGTERM: the run then stops gracefully. A second one exits
+/// at once (SQLite stays consistent: every batch commits in one transaction with its
+/// checkpoint). Only `main` ends the process.
+async fn signals() {
+    wait_for_signal().await;
+    eprintln!("interrupted: saving what was fetched (press Ctrl-C again to exit at once)");
+    actix::spawn(async {
+        wait_for_signal().await;
+        eprintln!("interrupted twice: exiting now");
+        std::process::exit(ExitCode::Interrupted.code());
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn status(settings: &config::StatusSettings) -> ExitCode {
     let read = storage::open_ro(&settings.database)
         .map_err(anyhow::Error::from)
         .and_then(|mut conn| {
@@ -147,14 +184,14 @@ fn status(settings: &config::StatusSettings) -> i32 {
         Ok((rows, last_run)) => emit(&report::status_table(&rows, last_run.as_ref())),
         Err(e) => {
             eprintln!("error: {}", with_hint(&e));
-            return 2;
+            return ExitCode::Usage;
         }
     };
     match printed {
-        Ok(()) => 0,
+        Ok(()) => ExitCode::Success,
         Err(e) => {
             eprintln!("error: printing the status: {e}");
-            1
+            ExitCode::Failed
         }
     }
 }
@@ -217,7 +254,7 @@ fn check_output(path: &std::path::Path, flag: &str, db: &std::path::Path) -> Res
     }
 }
 
-fn export(settings: &config::ExportSettings) -> i32 {
+fn export(settings: &config::ExportSettings) -> ExitCode {
     if let Some(path) = &settings.out {
         if let Err(e) = check_output(path, "--out", &settings.database) {
             return usage_error(&e);
@@ -260,7 +297,7 @@ fn export(settings: &config::ExportSettings) -> i32 {
     match result {
         Ok(n) => {
             eprintln!("exported {n} messages");
-            0
+            ExitCode::Success
         }
         // `export | head`: the reader has all it wanted.
         Err(e)
@@ -269,17 +306,17 @@ fn export(settings: &config::ExportSettings) -> i32 {
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             }) =>
         {
-            0
+            ExitCode::Success
         }
         Err(e) => {
             eprintln!("error: {}", with_hint(&e));
-            2
+            ExitCode::Usage
         }
     }
 }
 
 /// The demo: the built-in simulator on a free port, archived like a real guild.
-fn demo(settings: &config::DemoSettings, terminal: &Terminal) -> i32 {
+fn demo(settings: &config::DemoSettings, terminal: &Terminal) -> ExitCode {
     const DEMO_TOKEN: &str = "demo-token";
     let sim_config = simulator::SimConfig {
         seed: settings.seed.unwrap_or(2024),
@@ -293,7 +330,7 @@ fn demo(settings: &config::DemoSettings, terminal: &Terminal) -> i32 {
         Ok(sim) => sim,
         Err(e) => {
             eprintln!("error: starting the simulator: {e}");
-            return 1;
+            return ExitCode::Failed;
         }
     };
     // A closed stdout (`demo | head -1`) ends nothing: the archive run goes on.
@@ -318,7 +355,7 @@ fn demo(settings: &config::DemoSettings, terminal: &Terminal) -> i32 {
     };
     let options = RunOptions {
         command: "demo".into(),
-        handle_signals: true,
+        shutdown: Some(Box::pin(signals())),
         ..RunOptions::default()
     };
     let code = finish(

@@ -4,6 +4,7 @@
 //! Columns are aligned by display width (a channel named `memes-🎉` takes 8 columns, not 7
 //! characters), so the tables stay straight with any Unicode name.
 
+use crate::error::ExitCode;
 use crate::progress::{fit, thousands};
 use crate::stats::{ChannelReport, ChannelStatus, RunReport, Stats};
 use crate::storage::queries::{ChannelStatus as StoredChannel, RunRow};
@@ -513,12 +514,14 @@ struct LastRunStats {
 }
 
 fn last_run_line(run: &RunRow) -> String {
-    let outcome = match run.exit_code {
+    let outcome = match run.exit_code.map(|c| (c, ExitCode::from_code(c))) {
         None => "did not finish (killed, or still running)".to_owned(),
-        Some(0) => "exit 0, every channel done".to_owned(),
-        Some(1) => "exit 1, some channel failed".to_owned(),
-        Some(130) => "exit 130, interrupted (the next run resumes)".to_owned(),
-        Some(code) => format!("exit {code}"),
+        Some((_, Some(ExitCode::Success))) => "exit 0, every channel done".to_owned(),
+        Some((_, Some(ExitCode::Failed))) => "exit 1, some channel failed".to_owned(),
+        Some((_, Some(ExitCode::Interrupted))) => {
+            "exit 130, interrupted (the next run resumes)".to_owned()
+        }
+        Some((code, _)) => format!("exit {code}"),
     };
     let mut line = format!(
         "last run: `{}` started {} UTC, {outcome}",

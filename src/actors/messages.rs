@@ -130,13 +130,20 @@ pub enum Outcome {
     Abort(AbortReason),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AbortReason {
+    #[error("the bot token was rejected (HTTP 401)")]
     Unauthorized,
+    #[error("blocked by Cloudflare (HTML 429)")]
     Cloudflare,
     /// Close to Discord's invalid-request limit: going on risks a ban of this IP.
+    #[error("too many rejected requests (401/403/429): stopped before Discord bans this IP")]
     InvalidRequests,
+    #[error("storage failed: {0}")]
     Storage(String),
+    /// An actor every channel needs (the writer, the rate limiter) is gone.
+    #[error("the {0} stopped unexpectedly")]
+    ActorStopped(&'static str),
 }
 
 /// Fetcher → supervisor: a channel attempt ended (sent exactly once, even on panic).

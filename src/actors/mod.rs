@@ -4,5 +4,6 @@ pub mod committer;
 pub mod fetcher;
 pub mod messages;
 pub mod rate_limiter;
+pub mod requester;
 pub mod supervisor;
 pub mod writer;

@@ -50,7 +50,7 @@ const RESET_MARGIN: Duration = Duration::from_millis(10);
 /// Waits the server announces are capped: absurd values are sent and not enforced, and
 /// well-known archivers cap them at this (DISCORD.md). A bucket's reset is capped here; a
 /// 429's retry_after at this or `backoff_cap_seconds`, whichever is longer (see
-/// [`super::fetcher::obeyed_wait`]).
+/// [`super::requester::obeyed_wait`]).
 pub const RESET_CAP: Duration = Duration::from_secs(60);
 /// Two resets closer than this belong to the same window (reset-after is rounded).
 const SAME_WINDOW: Duration = Duration::from_millis(250);

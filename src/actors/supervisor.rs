@@ -6,8 +6,9 @@
 //! the outcome each fetcher reports.
 
 use super::committer::Committer;
-use super::fetcher::{backoff, ChannelJob, FetchEnv, Fetcher, Requester};
+use super::fetcher::{ChannelJob, FetchEnv, Fetcher};
 use super::messages::{AbortReason, FetcherDone, Outcome, ProgressEvent, Shutdown};
+use super::requester::{backoff, Requester};
 use super::writer::Writer;
 use crate::config::Settings;
 use crate::stats::{ChannelReport, ChannelStatus};
@@ -196,7 +197,7 @@ impl Handler<FetcherDone> for Supervisor {
             }
             Outcome::Interrupted => report.status = ChannelStatus::Interrupted,
             Outcome::Abort(reason) => {
-                report.status = ChannelStatus::Failed(format!("{reason:?}"));
+                report.status = ChannelStatus::Failed(reason.to_string());
                 self.stop_all(StopReason::Abort(reason));
             }
             Outcome::FailedForGood(why) => {

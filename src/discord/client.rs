@@ -5,7 +5,7 @@
 //! `retry_after` and global flag (later versions retry 429s internally). Its limiter seam holds
 //! a [`ScopeTap`] that grants every request at once and only reads a 429's headers.
 
-use super::error::{ApiError, RateLimitHint};
+use super::error::{ApiError, RateLimitHint, TransientKind};
 use super::headers::RateLimitHeaders;
 use super::page::{self, parse_json, ChannelInfo, GuildInfo, MemberInfo, Page, ThreadList};
 use crate::config::{ApiBase, Token};
@@ -193,8 +193,9 @@ impl DiscordClient {
             id: String,
         }
         let (headers, body) = self.exchange(self.http.current_user()).await?;
-        let me: Me = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::Transient(format!("malformed user: {e}")))?;
+        let me: Me = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::Retry(TransientKind::Malformed(format!("malformed user: {e}")))
+        })?;
         let user_id = me
             .id
             .parse()
@@ -229,12 +230,9 @@ impl DiscordClient {
             read(send(request).await?).await
         })
         .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::Transient(format!(
-                "{} while reading the response",
-                super::error::TIMED_OUT
-            )))
-        })
+        .unwrap_or(Err(ApiError::Retry(TransientKind::TimedOut {
+            reading_the_response: true,
+        })))
     }
 }
 
@@ -314,7 +312,7 @@ async fn read<T>(response: Response<T>) -> Result<(RateLimitHeaders, Vec<u8>), A
     let body = response
         .bytes()
         .await
-        .map_err(|e| ApiError::Transient(format!("reading the response body: {e}")))?;
+        .map_err(|e| ApiError::Retry(TransientKind::BodyLost(e.to_string())))?;
     Ok((headers, body))
 }
 
@@ -356,7 +354,10 @@ mod tests {
         let result = first_page_from(port, Duration::from_millis(200));
         server.join().unwrap();
         assert!(
-            matches!(&result, Err(ApiError::Transient(why)) if why.contains("timed out")),
+            matches!(
+                &result,
+                Err(ApiError::Retry(TransientKind::TimedOut { .. }))
+            ),
             "{result:?}"
         );
     }

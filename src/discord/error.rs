@@ -32,9 +32,10 @@ pub enum ApiError {
         "blocked by Cloudflare (HTML 429): this IP is temporarily banned; wait before retrying"
     )]
     Cloudflare,
-    /// 5xx, timeouts, dropped connections, bodies that are not JSON: retry with backoff.
+    /// 5xx, timeouts, dropped connections, bodies that are not JSON: retry with backoff. The
+    /// kind says which, for the callers that treat them apart.
     #[error("transient failure: {0}")]
-    Transient(String),
+    Retry(TransientKind),
     /// Anything else (400 and the like): a bug or an API change; retrying will not help.
     #[error("request failed: {0}")]
     Fatal(String),
@@ -52,16 +53,32 @@ impl ApiError {
         )
     }
 
+    /// Worth asking again after a backoff (any kind of [`ApiError::Retry`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ApiError::Retry(_))
+    }
+
+    /// A transient failure in words, without the "transient failure" in front.
+    pub fn transient_detail(&self) -> Option<String> {
+        match self {
+            ApiError::Retry(kind) => Some(kind.to_string()),
+            _ => None,
+        }
+    }
+
     /// No HTTP answer at all (a connection that failed or timed out), as opposed to an answer
     /// that could not be used: the server may not be there.
     pub fn is_unanswered(&self) -> bool {
-        matches!(self, ApiError::Transient(why) if why.starts_with(CONNECTION_ERROR) || why.starts_with(TIMED_OUT))
+        matches!(
+            self,
+            ApiError::Retry(TransientKind::Connection(_) | TransientKind::TimedOut { .. })
+        )
     }
 
     /// An answer whose error body is not JSON (an HTML or plain-text page): twilight does not
     /// say its status, so it may be a 502 as well as a route the server does not serve.
     pub fn is_unreadable_answer(&self) -> bool {
-        matches!(self, ApiError::Transient(why) if why.starts_with(NOT_JSON))
+        matches!(self, ApiError::Retry(TransientKind::NotJson(_)))
     }
 
     /// Classifies twilight's error; `hint` is what the response's rate-limit headers said, for
@@ -75,12 +92,12 @@ impl ApiError {
                 status,
             } => Self::from_response(status.get(), error, body, hint),
             ErrorType::Parsing { body } => Self::from_unparsable_error_body(body),
-            ErrorType::ServiceUnavailable { .. } => {
-                ApiError::Transient("HTTP 503 service unavailable".into())
-            }
-            ErrorType::RequestTimedOut => ApiError::Transient(TIMED_OUT.into()),
+            ErrorType::ServiceUnavailable { .. } => ApiError::Retry(TransientKind::Unavailable),
+            ErrorType::RequestTimedOut => ApiError::Retry(TransientKind::TimedOut {
+                reading_the_response: false,
+            }),
             ErrorType::RequestError | ErrorType::RequestCanceled | ErrorType::ChunkingResponse => {
-                ApiError::Transient(format!("{CONNECTION_ERROR}{}", source_text(error)))
+                ApiError::Retry(TransientKind::Connection(source_text(error)))
             }
             _ => ApiError::Fatal(error.to_string()),
         }
@@ -102,9 +119,10 @@ impl ApiError {
             404 => ApiError::NotFound { code },
             429 => Self::from_429_body(body, hint),
             // A proxy's request timeout or "too early" passes like a 5xx.
-            408 | 425 | 500..=599 => {
-                ApiError::Transient(format!("HTTP {status}: {}", snippet(body)))
-            }
+            408 | 425 | 500..=599 => ApiError::Retry(TransientKind::ServerError {
+                status,
+                body: snippet(body),
+            }),
             _ => ApiError::Fatal(format!("HTTP {status}: {}", snippet(body))),
         }
     }
@@ -146,7 +164,7 @@ impl ApiError {
         if cloudflare_ban {
             ApiError::Cloudflare
         } else {
-            ApiError::Transient(format!("{NOT_JSON}{}", snippet(body)))
+            ApiError::Retry(TransientKind::NotJson(snippet(body)))
         }
     }
 }
@@ -162,14 +180,37 @@ pub struct RateLimitHint {
     pub wait: Option<f64>,
 }
 
-/// Also the start of the exchange timeout's message (see `DiscordClient`).
-pub(crate) const TIMED_OUT: &str = "request timed out";
-const NOT_JSON: &str = "error response that is not JSON: ";
-const CONNECTION_ERROR: &str = "connection error: ";
+/// Why a request may go through if asked again; the words are what users read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransientKind {
+    /// The connection failed or dropped before an answer: the server may not be there.
+    #[error("connection error: {0}")]
+    Connection(String),
+    /// No answer (or not all of it) in time.
+    #[error("request timed out{}", if *.reading_the_response { " while reading the response" } else { "" })]
+    TimedOut { reading_the_response: bool },
+    /// The answer's body broke off.
+    #[error("reading the response body: {0}")]
+    BodyLost(String),
+    /// HTTP 503.
+    #[error("HTTP 503 service unavailable")]
+    Unavailable,
+    /// A 5xx, or a proxy's 408 / 425, with the first line of its body.
+    #[error("HTTP {status}: {body}")]
+    ServerError { status: u16, body: String },
+    /// An error answer whose body is not JSON, with its first line: twilight does not say its
+    /// status (a 502 page, or a route the server does not serve).
+    #[error("error response that is not JSON: {0}")]
+    NotJson(String),
+    /// A success whose body is not what Discord sends.
+    #[error("{0}")]
+    Malformed(String),
+}
 
 /// Discord sends float seconds; a negative, NaN or absurd value must not stall or spin us.
 /// (How long a 429 is actually waited out is decided where it is obeyed: see
-/// `fetcher::obeyed_wait`.)
+/// `requester::obeyed_wait`.)
 fn sanitize_retry_after(seconds: f64) -> f64 {
     if seconds.is_finite() && seconds >= 0.0 {
         seconds.min(24.0 * 3600.0)
@@ -219,10 +260,11 @@ mod tests {
             ApiError::Cloudflare
         );
         let bad_gateway = b"<html><head><title>502 Bad Gateway</title></head><body><center>cloudflare</center></body></html>";
-        assert!(matches!(
-            ApiError::from_unparsable_error_body(bad_gateway),
-            ApiError::Transient(_)
-        ));
+        let e = ApiError::from_unparsable_error_body(bad_gateway);
+        assert!(e.is_unreadable_answer() && e.is_transient(), "{e:?}");
+        assert!(e
+            .to_string()
+            .starts_with("transient failure: error response that is not JSON: <html>"));
     }
 
     #[test]
@@ -292,7 +334,18 @@ mod tests {
         let hint = RateLimitHint::default();
         for status in [408, 425, 500, 502] {
             let e = ApiError::from_response(status, &general(0), b"{}", hint);
-            assert!(matches!(e, ApiError::Transient(_)), "{status}: {e:?}");
+            assert_eq!(
+                e,
+                ApiError::Retry(TransientKind::ServerError {
+                    status,
+                    body: "{}".into()
+                })
+            );
+            assert_eq!(
+                e.to_string(),
+                format!("transient failure: HTTP {status}: {{}}")
+            );
+            assert!(!e.is_unanswered() && !e.is_unreadable_answer());
         }
         let e = ApiError::from_response(400, &general(50035), b"{}", hint);
         assert!(matches!(e, ApiError::Fatal(_)), "{e:?}");
@@ -317,7 +370,60 @@ mod tests {
         }
         .is_invalid_request());
         assert!(!ApiError::NotFound { code: 10003 }.is_invalid_request());
-        assert!(!ApiError::Transient("x".into()).is_invalid_request());
+        assert!(!ApiError::Retry(TransientKind::Malformed("x".into())).is_invalid_request());
+    }
+
+    /// The kinds callers branch on, and the words users read (as they were before kinds).
+    #[test]
+    fn transient_kinds_keep_their_words() {
+        let unanswered = [
+            (
+                TransientKind::Connection("x".into()),
+                "transient failure: connection error: x",
+            ),
+            (
+                TransientKind::TimedOut {
+                    reading_the_response: false,
+                },
+                "transient failure: request timed out",
+            ),
+            (
+                TransientKind::TimedOut {
+                    reading_the_response: true,
+                },
+                "transient failure: request timed out while reading the response",
+            ),
+        ];
+        for (kind, words) in unanswered {
+            let e = ApiError::Retry(kind);
+            assert!(e.is_unanswered() && e.is_transient(), "{e:?}");
+            assert_eq!(e.to_string(), words);
+        }
+        let answered = [
+            (
+                TransientKind::Unavailable,
+                "transient failure: HTTP 503 service unavailable",
+            ),
+            (
+                TransientKind::BodyLost("eof".into()),
+                "transient failure: reading the response body: eof",
+            ),
+            (
+                TransientKind::Malformed("malformed user: x".into()),
+                "transient failure: malformed user: x",
+            ),
+        ];
+        for (kind, words) in answered {
+            let e = ApiError::Retry(kind);
+            assert!(!e.is_unanswered() && !e.is_unreadable_answer(), "{e:?}");
+            assert_eq!(e.to_string(), words);
+        }
+        let malformed = ApiError::Retry(TransientKind::Malformed("malformed messages: x".into()));
+        assert!(malformed.is_transient() && !malformed.is_unanswered());
+        assert_eq!(
+            malformed.transient_detail().as_deref(),
+            Some("malformed messages: x")
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod page;
 pub mod route;
 
 pub use client::DiscordClient;
-pub use error::ApiError;
+pub use error::{ApiError, TransientKind};
 pub use headers::RateLimitHeaders;
 pub use page::{Anomaly, ChannelInfo, FetchedMessage, Page};
 pub use route::Route;

@@ -6,7 +6,7 @@
 //! than twilight-model's full `Message`: one unexpected field shape in a future API version must
 //! not cost us the message, and the full model costs several times more per message.
 
-use super::error::ApiError;
+use super::error::{ApiError, TransientKind};
 use crate::body::PageStr;
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -279,7 +279,7 @@ impl ChannelInfo {
 fn bad_body(what: &str, e: impl std::fmt::Display) -> ApiError {
     // A body that is not a JSON array, or one cut short, is what a flaky proxy or connection
     // produces: retry. (One unreadable element in a sound array is not this: see `element`.)
-    ApiError::Transient(format!("malformed {what}: {e}"))
+    ApiError::Retry(TransientKind::Malformed(format!("malformed {what}: {e}")))
 }
 
 /// Parses a `GET /channels/{id}/messages` body into a page, oldest first.
@@ -682,7 +682,7 @@ mod tests {
             assert!(
                 matches!(
                     parse_messages(body.clone().into_bytes()),
-                    Err(ApiError::Transient(_))
+                    Err(ApiError::Retry(TransientKind::Malformed(_)))
                 ),
                 "{body}"
             );
@@ -728,7 +728,7 @@ mod tests {
         ] {
             assert!(matches!(
                 parse_messages(body.to_vec()),
-                Err(ApiError::Transient(_))
+                Err(ApiError::Retry(TransientKind::Malformed(_)))
             ));
         }
         assert_eq!(parse_messages(b"[]".to_vec()).unwrap().returned, 0);

@@ -1,4 +1,7 @@
 //! Plain query functions on `&mut SqliteConnection`: the only SQL the archiver runs.
+//!
+//! What a batch's checkpoint and slices become is decided in [`crate::pager::claim`]; this
+//! only writes it.
 
 use super::models::{ChannelRow, CheckpointRow, KnownChannel, NewAnomaly, NewMessage, SliceRow};
 use super::schema::{anomalies, archive_meta, channels, checkpoints, fetch_slices, messages, runs};
@@ -6,22 +9,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::sqlite::SqliteConnection;
 
-/// The checkpoint change that commits with a batch (same transaction).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckpointUpdate {
-    pub channel_id: i64,
-    /// Every message up to this ID is now fetched; `None` leaves the cursor where it is (an
-    /// explicit range that does not join the fetched prefix must not jump over a gap).
-    pub last_message_id: Option<i64>,
-    /// The oldest message in this batch, if any: the checkpoint keeps the minimum.
-    pub oldest: Option<(i64, String)>,
-    /// `Some(true)` on the batch that reached the channel's newest message.
-    pub complete: Option<bool>,
-    pub now: String,
-    /// Set when the batch belongs to a slice ahead of the checkpoint (then `last_message_id`
-    /// is `None`): the slice's progress, recorded so a resume does not fetch it again.
-    pub slice: Option<SliceRow>,
-}
+use crate::pager::claim;
+pub use crate::pager::claim::CheckpointUpdate;
 
 /// Stores one batch and its checkpoint in one IMMEDIATE transaction; returns the checkpoint
 /// as committed (messages already archived are ignored, not counted).
@@ -48,23 +37,8 @@ pub fn write_batch(
     update: &CheckpointUpdate,
 ) -> QueryResult<(CheckpointRow, Vec<SliceRow>)> {
     let inserted = insert_messages(conn, rows)?;
-    let mut row = merge_checkpoint(previous, update, inserted as i64);
-    let before = slices;
-    let mut slices = slices.to_vec();
-    if let Some(slice) = &update.slice {
-        match slices.iter_mut().find(|s| s.after_id == slice.after_id) {
-            Some(s) => *s = slice.clone(),
-            None => slices.push(slice.clone()),
-        }
-    }
-    let merged = fold_slices(&mut row, &mut slices);
-    // A slice the checkpoint has reached is part of it: written only if it stays ahead, and
-    // deleted if it was stored.
-    if let Some(slice) = update
-        .slice
-        .as_ref()
-        .filter(|s| !merged.iter().any(|m| m.after_id == s.after_id))
-    {
+    let applied = claim::apply(previous, slices, update, inserted as i64);
+    if let Some(slice) = &applied.upsert {
         diesel::insert_into(fetch_slices::table)
             .values(slice)
             .on_conflict((fetch_slices::channel_id, fetch_slices::after_id))
@@ -72,43 +46,16 @@ pub fn write_batch(
             .set(slice)
             .execute(conn)?;
     }
-    for gone in merged
-        .iter()
-        .filter(|m| before.iter().any(|b| b.after_id == m.after_id))
-    {
+    for gone in &applied.delete {
         diesel::delete(fetch_slices::table.find((gone.channel_id, gone.after_id))).execute(conn)?;
     }
     diesel::insert_into(checkpoints::table)
-        .values(&row)
+        .values(&applied.checkpoint)
         .on_conflict(checkpoints::channel_id)
         .do_update()
-        .set(&row)
+        .set(&applied.checkpoint)
         .execute(conn)?;
-    Ok((row, slices))
-}
-
-/// Extends the checkpoint over the slices it has reached, and returns them (to be deleted):
-/// through a done slice entirely, into an unfinished one up to its cursor. A slice reached is
-/// part of the contiguous prefix from then on; left in place, it would outlive a checkpoint
-/// that passed it (an explicit range run) and name a range nothing resumes.
-pub fn fold_slices(row: &mut CheckpointRow, slices: &mut Vec<SliceRow>) -> Vec<SliceRow> {
-    let mut merged = Vec::new();
-    slices.sort_by_key(|s| s.after_id);
-    while let Some(i) = slices
-        .iter()
-        .position(|s| s.after_id <= row.last_message_id)
-    {
-        let s = slices.remove(i);
-        row.last_message_id = row.last_message_id.max(s.cursor_id);
-        if s.done {
-            row.last_message_id = row.last_message_id.max(s.until_id);
-            if s.reached_end {
-                row.complete = true;
-            }
-        }
-        merged.push(s);
-    }
-    merged
+    Ok((applied.checkpoint, applied.slices))
 }
 
 /// An integer pragma (`application_id`, `user_version`).
@@ -164,47 +111,6 @@ fn insert_array<const N: usize>(
     diesel::insert_or_ignore_into(messages::table)
         .values(head)
         .execute(conn)
-}
-
-/// The checkpoint after a batch: the cursor never moves back, the oldest message is the
-/// minimum seen, the total counts rows actually inserted.
-pub fn merge_checkpoint(
-    previous: Option<&CheckpointRow>,
-    update: &CheckpointUpdate,
-    inserted: i64,
-) -> CheckpointRow {
-    let mut row = previous.cloned().unwrap_or(CheckpointRow {
-        channel_id: update.channel_id,
-        last_message_id: 0,
-        last_fetch_timestamp: String::new(),
-        oldest_message_id: None,
-        oldest_message_timestamp: None,
-        total_messages: 0,
-        complete: false,
-        updated_at: String::new(),
-    });
-    let advances = update
-        .last_message_id
-        .is_some_and(|last| last > row.last_message_id);
-    if let Some(last) = update.last_message_id {
-        row.last_message_id = row.last_message_id.max(last);
-    }
-    if let Some((id, at)) = &update.oldest {
-        if row.oldest_message_id.is_none_or(|old| *id < old) {
-            row.oldest_message_id = Some(*id);
-            row.oldest_message_timestamp = Some(at.clone());
-        }
-    }
-    row.total_messages += inserted;
-    // Pages fetched again behind the cursor (an explicit range over archived history) say
-    // nothing new about where the channel ends: only reaching the end, or moving past the
-    // cursor without reaching it, changes `complete`.
-    if let Some(complete) = update.complete.filter(|c| *c || advances) {
-        row.complete = complete;
-    }
-    row.last_fetch_timestamp = update.now.clone();
-    row.updated_at = update.now.clone();
-    row
 }
 
 pub fn load_checkpoint(
@@ -564,34 +470,6 @@ mod tests {
             done,
             reached_end: false,
         }
-    }
-
-    #[test]
-    fn the_checkpoint_absorbs_slices_it_reaches_and_no_further() {
-        let mut row = merge_checkpoint(None, &cp(Some(100), None, Some(false)), 0);
-        let mut slices = vec![slice(300, 400, 350, false), slice(100, 200, 200, true)];
-        // Reaches the done slice (100..200], then stops short of (300..]: a gap remains.
-        let merged = fold_slices(&mut row, &mut slices);
-        assert_eq!(merged, [slice(100, 200, 200, true)]);
-        assert_eq!(row.last_message_id, 200);
-        assert_eq!(slices.len(), 1);
-        // The prefix reaches 300: it extends into the unfinished slice up to its cursor only,
-        // and the slice is part of the prefix from then on.
-        row.last_message_id = 300;
-        assert_eq!(
-            fold_slices(&mut row, &mut slices),
-            [slice(300, 400, 350, false)]
-        );
-        assert_eq!(row.last_message_id, 350);
-        assert!(!row.complete && slices.is_empty());
-        // That slice's span goes on, finishes at the channel's end: merged, complete.
-        slices.push(SliceRow {
-            reached_end: true,
-            ..slice(300, 420, 420, true)
-        });
-        fold_slices(&mut row, &mut slices);
-        assert_eq!((row.last_message_id, row.complete), (420, true));
-        assert!(slices.is_empty());
     }
 
     #[test]
