@@ -41,9 +41,16 @@
 //!   returns the response's rate-limit feedback with it.
 //! - [`actors::committer`]: group commit in front of the writer.
 //! - [`actors::writer`]: owns the SQLite connection on its own thread.
-//! - [`discord`]: the only HTTP code (twilight-http), pages with raw JSON kept, errors classified.
-//! - [`storage`]: schema, migrations, queries, the WAL checkpointer thread; opening refuses
-//!   files that are not ours.
+//! - [`schedule`]: who gets the next global token: the channel with the most pages left,
+//!   estimated from snowflake time and the density of its pages so far.
+//! - [`discord`]: the only HTTP code (twilight-http), pages read leniently with raw JSON kept
+//!   (an element that cannot be stored becomes an anomaly, never a failed page), errors
+//!   classified.
+//! - [`body`]: text shared from a response body (a message's raw JSON, its unescaped
+//!   strings), from the page parser down to SQLite's bind; `discord` and `storage` both use it.
+//! - [`storage`]: schema (diesel print-schema + `schema.patch`), migrations, queries, the WAL
+//!   checkpointer thread; opening refuses files that are not ours. Messages are appended in
+//!   arrival order; unreadable page elements are kept in `anomalies`.
 //! - [`progress`]: an observer of [`actors::messages::ProgressEvent`]s (subscribed through
 //!   [`app::RunOptions::progress`]): terminal bars, log lines, or nothing.
 //! - [`export`]: the archive read back oldest first per channel, as JSON Lines or an iterator.
