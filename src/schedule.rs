@@ -129,6 +129,22 @@ impl ChannelWork {
     }
 }
 
+/// The order channels start in when they cannot all run at once: the longest history first,
+/// by snowflake time from the channel's creation to the newest message its listing named
+/// (`id_and_newest` gives both). A channel started late cannot catch up: one that holds a
+/// third of the guild must not wait behind a hundred small ones. Channels without a listed
+/// newest message go last; equals keep their order.
+pub fn start_order<J>(
+    mut jobs: Vec<J>,
+    id_and_newest: impl Fn(&J) -> (u64, Option<u64>),
+) -> Vec<J> {
+    jobs.sort_by_key(|job| {
+        let (id, newest) = id_and_newest(job);
+        Reverse(newest.map_or(0, |n| snowflake_ms(n).saturating_sub(snowflake_ms(id))))
+    });
+    jobs
+}
+
 /// Waiters for global tokens, the highest priority first, and among equals the first come.
 pub struct TokenQueue<W> {
     heap: BinaryHeap<Entry<W>>,
@@ -291,6 +307,23 @@ mod tests {
             ["lookup", "unsized", "big", "middle", "small", "small-2"]
         );
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn the_longest_history_starts_first_and_unlisted_channels_last() {
+        // (channel id, listed newest message, name)
+        let jobs = [
+            (id(0), Some(id(1_000)), "short"),
+            (id(0), None, "unlisted"),
+            (id(0), Some(id(900_000)), "long"),
+            (id(500_000), Some(id(900_000)), "late-born"),
+            (id(0), Some(id(1_000)), "short-2"),
+        ];
+        let order: Vec<&str> = start_order(jobs.to_vec(), |j| (j.0, j.1))
+            .into_iter()
+            .map(|j| j.2)
+            .collect();
+        assert_eq!(order, ["long", "late-born", "short", "short-2", "unlisted"]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::discord::{Anomaly, ApiError, FetchedMessage, Route, PAGE_LIMIT};
 use crate::filter;
 use crate::pager::plan::{resume_spans, split};
 use crate::pager::{self, Action, Commit, End, Lane, Paged, Span, SpanPager};
+use crate::schedule::ChannelWork;
 use crate::stats::Stats;
 use crate::storage::StorageError;
 use actix::prelude::*;
@@ -167,6 +168,8 @@ enum SpanEnd {
 struct Counters {
     processed: Cell<u64>,
     stored: Cell<u64>,
+    /// What the channel's spans have left, and so how urgent its next request is.
+    work: RefCell<ChannelWork>,
 }
 
 /// How the skip of a channel whose history came back empty starts: such a channel costs no
@@ -315,11 +318,30 @@ fn finish(
 }
 
 /// Pages one span: the pager says what to do, this does it. With `probe`, stops after the
-/// first page of a channel that goes on.
+/// first page of a channel that goes on. While it runs, the span counts in its channel's
+/// remaining work.
 async fn fetch_span(
     env: &FetchEnv,
     job: &ChannelJob,
     span: Span,
+    counters: &Counters,
+    probe: bool,
+    stats: &mut Stats,
+) -> Result<SpanEnd, Failure> {
+    let slot = counters
+        .work
+        .borrow_mut()
+        .add_span(span.cursor, span.until.or(job.newest));
+    let end = page_span(env, job, span, slot, counters, probe, stats).await;
+    counters.work.borrow_mut().finish(slot);
+    end
+}
+
+async fn page_span(
+    env: &FetchEnv,
+    job: &ChannelJob,
+    span: Span,
+    slot: usize,
     counters: &Counters,
     probe: bool,
     stats: &mut Stats,
@@ -338,6 +360,7 @@ async fn fetch_span(
         },
     );
     let what = label(job);
+    let priority = || counters.work.borrow().priority();
     // Elements that cannot be stored as messages, quarantined with the next commit: that
     // commit's claim is the first that may pass them (one committed early is harmless, as the
     // anomalies table keeps each element once).
@@ -385,13 +408,20 @@ async fn fetch_span(
                 // (A shutdown is obeyed here too: the requester asks nothing once it is on.)
                 let fetched = env
                     .requester
-                    .request_for(&what, route, stats, || {
+                    .request_for(&what, route, priority, stats, || {
                         client.messages_after(job.channel_id, after, limit)
                     })
                     .await;
                 match fetched {
                     Ok(fetched) => {
                         let page = fetched.value;
+                        if let (Some(first), Some(last)) =
+                            (page.messages.first(), page.messages.last())
+                        {
+                            let mut work = counters.work.borrow_mut();
+                            work.density.observe(first.id, last.id, page.messages.len());
+                            work.advance(slot, last.id);
+                        }
                         // Elements without an ID cannot move the cursor: reported with what
                         // the page covers.
                         stats.anomalies += page.unplaced.len() as u64;

@@ -2,17 +2,20 @@
 
 use super::rate_limiter::{BudgetExhausted, Feedback, Permit};
 use crate::discord::{Anomaly, FetchedMessage, Route};
+use crate::schedule::Priority;
 use crate::stats::{ChannelStatus, Stats};
 use crate::storage::models::{ChannelRow, CheckpointRow, KnownChannel, SliceRow};
 use crate::storage::queries::CheckpointUpdate;
 use crate::storage::StorageError;
 use actix::prelude::*;
 
-/// Fetcher → rate limiter: wait for the global bucket and the route's bucket, then go.
+/// Fetcher → rate limiter: wait for the global bucket and the route's bucket, then go. Among
+/// requests waiting for a global token, the highest `priority` goes first.
 #[derive(Message)]
 #[rtype(result = "Result<Permit, BudgetExhausted>")]
 pub struct Acquire {
     pub route: Route,
+    pub priority: Priority,
 }
 
 /// Permit → rate limiter: the request finished; here is what the response said.

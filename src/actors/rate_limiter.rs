@@ -6,18 +6,19 @@
 
 use super::messages::{Acquire, Release};
 use crate::discord::{RateLimitHeaders, Route};
+use crate::schedule::TokenQueue;
 use actix::prelude::*;
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter as Governor};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 /// Windows without a 429 before a hidden limit's estimate is tried one higher, at the level
@@ -374,10 +375,14 @@ pub struct GetStats;
 pub struct RateLimiter {
     /// The global bucket, shared with the reply futures that wait on it.
     global: Arc<Pace>,
-    /// Waiters take global tokens in arrival order (tokio's mutex is fair): channels then
-    /// progress evenly and finish together, instead of a few stragglers at the end running
-    /// alone at their per-channel rate.
-    global_queue: Arc<tokio::sync::Mutex<()>>,
+    /// Requests waiting for a global token, the most urgent first (the channel with the most
+    /// pages left, see [`crate::schedule`]): the largest channel keeps its own bucket's rate
+    /// from the start instead of its 1/n-th share, and channels finish together instead of
+    /// one straggler paging alone at the end. Shared with the waiting reply futures and the
+    /// dispatcher (all on this actor's thread); a dropped sender is a waiter that gave up.
+    global_queue: Rc<RefCell<TokenQueue<oneshot::Sender<()>>>>,
+    /// Wakes the dispatcher when a waiter joins an empty queue.
+    queued: Rc<Notify>,
     /// A quarter of the global rate, also taken while the invalid-request budget runs low.
     slow: Arc<Pace>,
     invalid: InvalidBudget,
@@ -412,7 +417,8 @@ impl RateLimiter {
     pub fn new(per_second: f64) -> Self {
         RateLimiter {
             global: Arc::new(Pace::new(per_second)),
-            global_queue: Arc::new(tokio::sync::Mutex::new(())),
+            global_queue: Rc::new(RefCell::new(TokenQueue::default())),
+            queued: Rc::new(Notify::new()),
             slow: Arc::new(Pace::new(per_second / 4.0)),
             invalid: InvalidBudget::new(INVALID_WINDOW, INVALID_SLOW_AT, INVALID_STOP_AT),
             paused_until: Rc::new(Cell::new(Instant::now())),
@@ -524,6 +530,12 @@ impl Actor for RateLimiter {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Fetchers are many; the limiter must never be the mailbox that fills up.
         ctx.set_mailbox_capacity(4096);
+        let dispatch = dispatch(
+            self.global.clone(),
+            self.global_queue.clone(),
+            self.queued.clone(),
+        );
+        ctx.spawn(dispatch.into_actor(self));
     }
 }
 
@@ -551,8 +563,9 @@ impl Handler<Acquire> for RateLimiter {
             limiter: ctx.address(),
             done: false,
         };
-        let global = self.global.clone();
         let queue = self.global_queue.clone();
+        let queued = self.queued.clone();
+        let priority = msg.priority;
         let slow = (budget == BudgetState::Slow).then(|| self.slow.clone());
         let paused = self.paused_until.clone();
         Box::pin(async move {
@@ -573,10 +586,11 @@ impl Handler<Acquire> for RateLimiter {
                     tokio::time::sleep_until(pause).await;
                     continue;
                 }
-                {
-                    let _turn = queue.lock().await;
-                    global.take().await;
-                }
+                let (turn, token) = oneshot::channel();
+                queue.borrow_mut().push(priority, turn);
+                queued.notify_one();
+                // The limiter only drops a waiter when it stops; go on without waiting.
+                let _ = token.await;
                 // A global 429 may have arrived while we waited for the token.
                 if paused.get() <= Instant::now() {
                     break;
@@ -601,6 +615,31 @@ impl Clock for TokioClock {
 
     fn now(&self) -> Duration {
         self.origin.elapsed()
+    }
+}
+
+/// Hands each global token, as the pace allows, to the most urgent request waiting for one.
+/// Runs as long as the limiter.
+async fn dispatch(
+    global: Arc<Pace>,
+    queue: Rc<RefCell<TokenQueue<oneshot::Sender<()>>>>,
+    queued: Rc<Notify>,
+) {
+    loop {
+        if queue.borrow().is_empty() {
+            queued.notified().await;
+            continue;
+        }
+        global.take().await;
+        // A waiter that gave up (its fetcher stopped) passes the token to the next one.
+        loop {
+            let Some(waiter) = queue.borrow_mut().pop() else {
+                break;
+            };
+            if waiter.send(()).is_ok() {
+                break;
+            }
+        }
     }
 }
 
@@ -693,6 +732,7 @@ impl Handler<GetStats> for RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedule::Priority;
 
     fn headers(limit: u32, remaining: u32, reset_after: f64) -> RateLimitHeaders {
         RateLimitHeaders {
@@ -1117,7 +1157,14 @@ mod tests {
 
     /// Waits for a permit; returns it with the virtual time it came at (since `t0`).
     async fn acquire(limiter: &Addr<RateLimiter>, route: Route, t0: Instant) -> (Permit, Duration) {
-        let permit = limiter.send(Acquire { route }).await.unwrap().unwrap();
+        let permit = limiter
+            .send(Acquire {
+                route,
+                priority: Priority::LOOKUP,
+            })
+            .await
+            .unwrap()
+            .unwrap();
         (permit, t0.elapsed())
     }
 

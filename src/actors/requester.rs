@@ -7,6 +7,7 @@ use super::rate_limiter::{Feedback, RateLimiter, RESET_CAP};
 use crate::config::RateSettings;
 use crate::discord::client::Fetched;
 use crate::discord::{ApiError, DiscordClient, Route};
+use crate::schedule::Priority;
 use crate::stats::Stats;
 use crate::storage::StorageError;
 use actix::prelude::*;
@@ -65,15 +66,18 @@ impl Requester {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Fetched<T>, ApiError>>,
     {
-        self.request_for(&route.to_string(), route, stats, call)
+        self.request_for(&route.to_string(), route, || Priority::LOOKUP, stats, call)
             .await
     }
 
-    /// [`Requester::request`], naming what the request is for in its log lines (`#general`).
+    /// [`Requester::request`], naming what the request is for in its log lines (`#general`),
+    /// and how urgent it is among requests waiting for a global token (asked again on every
+    /// attempt: a channel's remaining work changes while it waits out a retry).
     pub async fn request_for<T, F, Fut>(
         &self,
         what: &str,
         route: Route,
+        priority: impl Fn() -> Priority,
         stats: &mut Stats,
         mut call: F,
     ) -> Result<Fetched<T>, Failure>
@@ -87,7 +91,7 @@ impl Requester {
                 return Err(Failure::Interrupted);
             }
             let permit = tokio::select! {
-                permit = self.limiter.send(Acquire { route }) => permit
+                permit = self.limiter.send(Acquire { route, priority: priority() }) => permit
                     .map_err(|_| Failure::ActorStopped("rate limiter"))?
                     .map_err(|_| Failure::InvalidRequestBudget)?,
                 () = wait_for_shutdown(self.shutdown.clone()) => return Err(Failure::Interrupted),

@@ -90,7 +90,7 @@ impl Supervisor {
             settings,
             env: None,
             jobs: jobs.iter().map(|j| (j.channel_id, j.clone())).collect(),
-            queue: jobs.into(),
+            queue: crate::schedule::start_order(jobs, |j| (j.channel_id, j.newest)).into(),
             active: 0,
             pending_restarts: 0,
             restarts: HashMap::new(),
