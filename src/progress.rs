@@ -89,6 +89,11 @@ pub struct ChannelProgress {
     /// `(processed, cursor)` at this attempt's first event with a real cursor: the origin
     /// of the estimates.
     first: Option<(u64, u64)>,
+    /// Messages left as the fetcher's scheduler estimates them (see [`crate::schedule`]):
+    /// it sees every span of a sliced channel, which the cursor alone does not.
+    estimated: Option<u64>,
+    /// When this attempt's first event came: the channel's own rate is counted from it.
+    since: Option<Instant>,
 }
 
 /// The origin of a channel's estimates must be a real position in it. An event sent right
@@ -112,6 +117,8 @@ impl ChannelProgress {
             newest: ev.newest,
             done: ev.done,
             first: origin(ev),
+            estimated: ev.remaining,
+            since: None,
         }
     }
 
@@ -121,6 +128,7 @@ impl ChannelProgress {
             self.earlier += self.processed;
             self.stored_earlier += self.stored;
             self.first = None;
+            self.since = None;
         }
         if self.first.is_none() {
             self.first = origin(ev);
@@ -129,6 +137,7 @@ impl ChannelProgress {
         self.stored = ev.stored;
         self.cursor = self.cursor.max(ev.cursor);
         self.newest = ev.newest.or(self.newest);
+        self.estimated = ev.remaining.or(self.estimated);
         self.done = ev.done;
         if ev.name.is_some() {
             self.name.clone_from(&ev.name);
@@ -171,11 +180,15 @@ impl ChannelProgress {
         Some(cursor.saturating_sub(first) as f64 / (newest - first) as f64)
     }
 
-    /// Messages still to come, extrapolated from this attempt's density of messages per
-    /// unit of time. `None` until two events have shown some movement.
+    /// Messages still to come: the scheduler's estimate when the fetcher sent one, else
+    /// extrapolated from this attempt's density of messages per unit of time. `None` until
+    /// either is known.
     pub fn remaining(&self) -> Option<u64> {
         if self.done {
             return Some(0);
+        }
+        if self.estimated.is_some() {
+            return self.estimated;
         }
         let newest = snowflake_ms(self.newest?);
         let (first_processed, first) = self.first?;
@@ -189,11 +202,24 @@ impl ChannelProgress {
         Some((messages as f64 * left / (cursor - first) as f64).round() as u64)
     }
 
+    /// Seconds this channel needs for what it has left at the rate it has had so far, once
+    /// it has run long enough (5 s) for that rate to mean something.
+    fn own_time_left(&self, now: Instant) -> Option<f64> {
+        let running = now.duration_since(self.since?).as_secs_f64();
+        if running < OWN_RATE_AFTER.as_secs_f64() || self.processed == 0 {
+            return None;
+        }
+        Some(self.remaining()? as f64 / (self.processed as f64 / running))
+    }
+
     /// The date (UTC) the cursor has reached; `None` before it is inside the channel.
     pub fn at_date(&self) -> Option<String> {
         (self.cursor >= self.channel_id).then(|| date_of(self.cursor))
     }
 }
+
+/// How long a channel must have run before its own rate bounds the finish time.
+const OWN_RATE_AFTER: Duration = Duration::from_secs(5);
 
 /// Every channel's progress, totals and a recent rate.
 #[derive(Debug, Default)]
@@ -208,10 +234,12 @@ impl Tracker {
     /// Takes in an event; returns the channel's state after it.
     pub fn update(&mut self, ev: &ProgressEvent, now: Instant) -> &ChannelProgress {
         self.started.get_or_insert(now);
-        self.channels
+        let channel = self
+            .channels
             .entry(ev.channel_id)
             .and_modify(|c| c.update(ev))
             .or_insert_with(|| ChannelProgress::new(ev));
+        channel.since.get_or_insert(now);
         let total = self.received();
         self.samples.push_back((now, total));
         while self
@@ -282,11 +310,25 @@ impl Tracker {
         (!estimates.is_empty()).then(|| estimates.iter().sum())
     }
 
-    /// Time left for the estimated remainder at the recent rate.
+    /// Time left: the estimated remainder at the recent rate, or, when one channel is the
+    /// long pole (its own bucket, not the global limit, bounds it), that channel's remainder
+    /// at its own rate: a guild whose largest channel holds a third of its history finishes
+    /// when that channel does, however fast the rest goes.
     pub fn eta(&self, now: Instant) -> Option<Duration> {
         let rate = self.rate(now);
         let remaining = self.remaining()?;
-        (rate > 0.0).then(|| Duration::from_secs_f64(remaining as f64 / rate))
+        if rate <= 0.0 {
+            return None;
+        }
+        let slowest = self
+            .channels
+            .values()
+            .filter(|c| !c.done)
+            .filter_map(|c| c.own_time_left(now))
+            .fold(0.0, f64::max);
+        Some(Duration::from_secs_f64(
+            (remaining as f64 / rate).max(slowest),
+        ))
     }
 }
 
@@ -714,6 +756,7 @@ mod tests {
             stored: processed / 2,
             cursor: id_at(cursor_day),
             newest: newest_day.map(id_at),
+            remaining: None,
             done: false,
         }
     }
@@ -766,6 +809,31 @@ mod tests {
         let c = t.update(&ev, now);
         assert_eq!(c.fraction(), Some(0.5));
         assert_eq!(c.remaining(), Some(100));
+    }
+
+    /// The long pole: one channel held to 100 messages/s by its own bucket with 30,000 left
+    /// finishes in 300 s, however fast the other channels bring the total rate.
+    #[test]
+    fn the_finish_time_waits_for_the_slowest_channel_on_the_schedulers_estimate() {
+        let start = Instant::now();
+        let mut t = Tracker::default();
+        let mut big = event(1, 0, 0, Some(100));
+        big.remaining = Some(31_000);
+        let mut small = event(2, 0, 0, Some(100));
+        small.remaining = Some(9_000);
+        t.update(&big, start);
+        t.update(&small, start);
+        let later = start + Duration::from_secs(10);
+        big.processed = 1_000;
+        big.remaining = Some(30_000);
+        small.processed = 9_000;
+        small.remaining = Some(1_000);
+        t.update(&big, later);
+        t.update(&small, later);
+        assert_eq!(t.remaining(), Some(31_000));
+        // Overall 1,000 messages/s would say 31 s; the big channel's own 100/s says 300 s.
+        let eta = t.eta(later).unwrap().as_secs_f64();
+        assert!((eta - 300.0).abs() < 1.0, "{eta}");
     }
 
     #[test]

@@ -63,14 +63,20 @@ impl Density {
         self.messages > 0
     }
 
-    /// Estimated pages between two IDs (`None` before any page was seen).
-    pub fn pages_between(&self, after: u64, until: u64) -> Option<u64> {
+    /// Estimated messages between two IDs (`None` before any page was seen).
+    pub fn messages_between(&self, after: u64, until: u64) -> Option<u64> {
         if !self.is_known() {
             return None;
         }
         let ms = snowflake_ms(until).saturating_sub(snowflake_ms(after));
         let messages = u128::from(ms) * u128::from(self.messages) / u128::from(self.ms.max(1));
-        Some(u64::try_from(messages.div_ceil(u128::from(PAGE))).unwrap_or(u64::MAX))
+        Some(u64::try_from(messages).unwrap_or(u64::MAX))
+    }
+
+    /// Estimated pages between two IDs (`None` before any page was seen).
+    pub fn pages_between(&self, after: u64, until: u64) -> Option<u64> {
+        self.messages_between(after, until)
+            .map(|messages| messages.div_ceil(PAGE))
     }
 }
 
@@ -114,6 +120,19 @@ impl ChannelWork {
                 let end = (*end)?;
                 let pages = self.density.pages_between(*cursor, end.max(*cursor))?;
                 Some(sum.saturating_add(pages))
+            })
+    }
+
+    /// Estimated messages left over every open span (`None` as for
+    /// [`Self::remaining_pages`]): what the progress view's finish time is computed from.
+    pub fn remaining_messages(&self) -> Option<u64> {
+        self.spans
+            .iter()
+            .flatten()
+            .try_fold(0u64, |sum, (cursor, end)| {
+                let end = (*end)?;
+                let messages = self.density.messages_between(*cursor, end.max(*cursor))?;
+                Some(sum.saturating_add(messages))
             })
     }
 
@@ -270,6 +289,7 @@ mod tests {
         assert_eq!(work.priority(), Priority::pages(10));
         work.advance(slice, id(2_500_000));
         assert_eq!(work.priority(), Priority::pages(5));
+        assert_eq!(work.remaining_messages(), Some(500));
         // A cursor never moves back.
         work.advance(slice, id(2_000_000));
         assert_eq!(work.priority(), Priority::pages(5));

@@ -306,7 +306,15 @@ fn finish(
             Ok(Outcome::Finished)
         }
         SpanEnd::Done | SpanEnd::Probed { .. } => {
-            progress(env, job, processed, stored, job.newest.unwrap_or(0), true);
+            progress(
+                env,
+                job,
+                processed,
+                stored,
+                job.newest.unwrap_or(0),
+                Some(0),
+                true,
+            );
             tracing::info!(
                 channel = job.channel_id,
                 "{} done: {processed} messages received, {stored} new",
@@ -394,6 +402,7 @@ async fn page_span(
                 processed,
                 counters.stored.get(),
                 message.id,
+                counters.work.borrow().remaining_messages(),
                 false,
             );
         }
@@ -495,6 +504,7 @@ fn progress(
     processed: u64,
     stored: u64,
     cursor: u64,
+    remaining: Option<u64>,
     done: bool,
 ) {
     env.supervisor.do_send(ProgressEvent {
@@ -504,6 +514,7 @@ fn progress(
         stored,
         cursor,
         newest: job.newest,
+        remaining,
         done,
     });
 }

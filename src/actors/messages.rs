@@ -171,6 +171,9 @@ pub struct ProgressEvent {
     pub cursor: u64,
     /// The channel's newest message ID, when the listing told us.
     pub newest: Option<u64>,
+    /// Messages left to fetch, as the scheduler estimates them (from the density of the pages
+    /// so far over the time left in every span); `None` before the first page.
+    pub remaining: Option<u64>,
     pub done: bool,
 }
 
