@@ -20,6 +20,7 @@ use crate::config::{GuildTarget, Settings};
 use crate::discord::page::ThreadList;
 use crate::discord::{ApiError, ChannelInfo, Route};
 use crate::permissions::{self, BotMember, MANAGE_THREADS};
+use crate::schedule::Priority;
 use crate::stats::{ChannelReport, ChannelStatus, Stats};
 use crate::storage::models::{ChannelRow, CheckpointRow, KnownChannel};
 use crate::storage::StorageError;
@@ -876,8 +877,15 @@ where
     let mut before = Before::default();
     loop {
         let cursor = before.clone();
+        let what = route.to_string();
         let list = match requester
-            .request(route, stats, || page(cursor.clone()))
+            .request_for(
+                &what,
+                route,
+                || Priority::LISTING,
+                stats,
+                || page(cursor.clone()),
+            )
             .await
         {
             Ok(list) => list.value,
