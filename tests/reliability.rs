@@ -831,10 +831,11 @@ fn a_write_limit_mid_run_stops_the_run_cleanly_and_the_rerun_completes() {
     args.extend(["--stats-json".into(), stats.display().to_string()]);
     let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
     // SIGXFSZ ignored, so an oversized write fails with EFBIG instead of killing the process.
-    // (`ulimit -f` counts 512-byte blocks in POSIX sh: 2.5 MiB, room for the schema in 64 KiB
-    // pages and less than the archive needs.)
+    // (`ulimit -f` counts 512-byte blocks in POSIX sh: 4 MiB, room for the schema in 64 KiB
+    // pages and a first batch of a hundred messages, which may now come before any smaller one as
+    // channels start during discovery, and less than the archive needs.)
     let script = format!(
-        "trap '' XFSZ; ulimit -f 5120; exec \"$BIN\" {}",
+        "trap '' XFSZ; ulimit -f 8192; exec \"$BIN\" {}",
         quoted.join(" ")
     );
     let out = std::process::Command::new("sh")
