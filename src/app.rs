@@ -2,7 +2,7 @@
 //! supervise the fetchers, and report. The library entry point behind `archive` and `demo`.
 
 use crate::actors::messages::{
-    AbortReason, Close, FinishRun, ProgressEvent, RecordOutcomes, Shutdown, StartRun,
+    AbortReason, Close, DiscoveryDone, FinishRun, ProgressEvent, RecordOutcomes, Shutdown, StartRun,
 };
 use crate::actors::rate_limiter::{GetStats, RateLimiter, INVALID_STOP_AT, INVALID_WINDOW};
 use crate::actors::requester::{Failure, Requester};
@@ -152,16 +152,50 @@ pub async fn archive(
         })
         .await
         .map_err(|_| RunError::ActorStopped("writer"))??;
-    let found = match discovery::discover(
+    // The supervisor runs from before discovery: each channel starts as soon as discovery
+    // knows it, and the run is over once discovery is done and every channel has ended.
+    let (done_tx, done_rx) = oneshot::channel();
+    let supervisor = Supervisor::new(
+        requester.clone(),
+        shutdown_tx.clone(),
+        writer.clone(),
+        settings.clone(),
+        options.progress,
+        done_tx,
+    )
+    .start();
+    *supervisor_slot.borrow_mut() = Some(supervisor.clone());
+    if *shutdown_tx.borrow() {
+        // Interrupted between the token check and now: the supervisor stops at once.
+        supervisor.do_send(Shutdown);
+    }
+    let (found, discovered) = discovery::discover(
         &requester,
         &writer,
+        &supervisor.clone().recipient(),
         &settings,
         bot_user_id,
         &mut discovery,
     )
-    .await
-    {
-        Ok(found) => found,
+    .await;
+    // Interrupted: the run is stopping (Ctrl-C, or a fetcher's abort), and the supervisor
+    // already knows why. Any other failure stops the fetchers that started, their work saved.
+    let failed = match &discovered {
+        Err(DiscoveryError::Interrupted) | Ok(()) => None,
+        Err(e) => Some(e.to_string()),
+    };
+    let _ = supervisor.send(DiscoveryDone { failed }).await;
+    let result: SupervisorResult = done_rx
+        .await
+        .map_err(|_| RunError::ActorStopped("supervisor"))?;
+    // Some channel started (and may have stored messages), not merely queued.
+    let fetched = result.channels.values().any(|c| c.start_time.is_some());
+    match discovered {
+        Ok(()) => {}
+        // Fetching had begun, or a fetcher stopped the run: it ends as a run stopped while
+        // fetching does, reporting its channels.
+        Err(DiscoveryError::Interrupted)
+            if fetched || matches!(result.stopped, Some(StopReason::Abort(_))) => {}
         Err(e) => {
             let e = match e {
                 DiscoveryError::Storage(e) => RunError::Storage(e),
@@ -171,6 +205,9 @@ pub async fn archive(
                 DiscoveryError::Failed(why) => RunError::Discovery(why),
                 DiscoveryError::ActorStopped(what) => RunError::ActorStopped(what),
             };
+            if fetched {
+                record_outcomes(&writer, &result).await;
+            }
             // The run row says how it ended, and the archive is closed before returning. The
             // invalid responses met so far count for the next run (see `earlier_invalid`).
             let rate_limiter = limiter.send(GetStats).await.ok();
@@ -182,51 +219,23 @@ pub async fn archive(
                 })
                 .await;
             let _ = writer.send(Close).await;
-            if e.exit_code() == ExitCode::Usage && !existed {
+            if e.exit_code() == ExitCode::Usage && !existed && !fetched {
                 // A usage or token error (an unknown guild; a token first refused here, see
                 // `check_token`) leaves nothing behind: nothing was fetched.
                 storage::remove_new_archive(&settings.database);
             }
             return Err(e);
         }
-    };
-    let (jobs, skipped, incomplete) = (found.jobs, found.reports, found.incomplete);
+    }
+    let (skipped, incomplete) = (found.reports, found.incomplete);
     tracing::info!(
         "{} channels to fetch, {} up to date or skipped",
-        jobs.len(),
+        found.jobs.len(),
         skipped.len()
     );
 
-    let (done_tx, done_rx) = oneshot::channel();
-    let supervisor = Supervisor::new(
-        requester,
-        shutdown_tx.clone(),
-        writer.clone(),
-        settings.clone(),
-        jobs,
-        options.progress,
-        done_tx,
-    )
-    .start();
-    *supervisor_slot.borrow_mut() = Some(supervisor.clone());
-    if *shutdown_tx.borrow() {
-        // Interrupted between discovery and now: the supervisor stops at once.
-        supervisor.do_send(Shutdown);
-    }
-    let result: SupervisorResult = done_rx
-        .await
-        .map_err(|_| RunError::ActorStopped("supervisor"))?;
-
     let rate_limiter = limiter.send(GetStats).await.ok();
-    // Only channels this run fetched: discovery's settled skips are recorded already.
-    let outcomes = result
-        .channels
-        .values()
-        .map(|c| (c.channel_id, c.status.clone()))
-        .collect();
-    if let Ok(Err(e)) = writer.send(RecordOutcomes(outcomes)).await {
-        tracing::warn!("could not record how the channels ended: {e}");
-    }
+    record_outcomes(&writer, &result).await;
     let mut channels = result.channels;
     channels.extend(skipped.into_iter().map(|r| (r.channel_id, r)));
     let mut totals = Stats::default();
@@ -268,6 +277,19 @@ pub async fn archive(
     Ok(report)
 }
 
+/// Records how each channel the supervisor ran ended. Only those: discovery's settled skips
+/// are recorded already.
+async fn record_outcomes(writer: &Addr<Writer>, result: &SupervisorResult) {
+    let outcomes = result
+        .channels
+        .values()
+        .map(|c| (c.channel_id, c.status.clone()))
+        .collect();
+    if let Ok(Err(e)) = writer.send(RecordOutcomes(outcomes)).await {
+        tracing::warn!("could not record how the channels ended: {e}");
+    }
+}
+
 /// The invalid responses earlier runs of this archive met within Discord's window:
 /// `(how long ago each run ended, how many)`. Unreadable (an old archive, a broken row):
 /// nothing is known, and nothing is counted.
@@ -302,6 +324,9 @@ pub fn describe_stop(reason: &StopReason) -> String {
         }
         StopReason::Abort(reason @ (AbortReason::Storage(_) | AbortReason::ActorStopped(_))) => {
             reason.to_string()
+        }
+        StopReason::DiscoveryFailed(why) => {
+            format!("discovering channels failed: {why}; everything fetched was saved")
         }
         StopReason::Abort(AbortReason::InvalidRequests) => "stopped before Discord's invalid-request limit (10,000 401/403/429 responses in 10 minutes would ban this IP); everything fetched was saved. Check the bot's permissions, then run again in 10 minutes (a run on this archive counts the invalid responses of the runs before it)".into(),
     }

@@ -4,10 +4,15 @@
 //! For a guild: its roles and the bot's member (permission math), its channels, its active
 //! threads, and the archived public and private threads of every channel that can have them.
 //! Every request goes through the same rate limiter as the fetchers'.
+//!
+//! Channels are handed to the supervisor as soon as they are known ([`AddJobs`]), so fetching
+//! does not wait for the whole walk: first every guild's lookups and channel listing, then its
+//! text channels go out at once, then the thread listings (hundreds of requests in a big
+//! guild) are read while those channels page, and their threads follow.
 
 use crate::actors::fetcher::{skip_reason, ChannelJob, EMPTY_PAGE_SKIP};
 use crate::actors::messages::{
-    LoadChannels, LoadCheckpoints, MarkSkipped, Outcome, RecordChannels,
+    AddJobs, LoadChannels, LoadCheckpoints, MarkSkipped, Outcome, RecordChannels,
 };
 use crate::actors::requester::{Failure, Requester};
 use crate::actors::writer::{to_i64, Writer};
@@ -15,6 +20,7 @@ use crate::config::{GuildTarget, Settings};
 use crate::discord::page::ThreadList;
 use crate::discord::{ApiError, ChannelInfo, Route};
 use crate::permissions::{self, BotMember, MANAGE_THREADS};
+use crate::schedule::Priority;
 use crate::stats::{ChannelReport, ChannelStatus, Stats};
 use crate::storage::models::{ChannelRow, CheckpointRow, KnownChannel};
 use crate::storage::StorageError;
@@ -124,6 +130,11 @@ fn optional<T>(f: Failure, what: &str) -> Result<Option<T>, DiscoveryError> {
 
 struct Ctx<'a> {
     requester: &'a Requester,
+    writer: &'a Addr<Writer>,
+    /// Where found channels go (the supervisor), each once, by [`flush`].
+    jobs: &'a Recipient<AddJobs>,
+    /// How many of `out.jobs` were handed over already.
+    handed: usize,
     settings: &'a Settings,
     stats: &'a mut Stats,
     known: HashMap<u64, KnownChannel>,
@@ -139,6 +150,52 @@ struct Ctx<'a> {
     channel_route_unserved: bool,
     /// Channels whose history permission math showed readable (see [`ChannelJob`]).
     history_readable: HashSet<u64>,
+}
+
+/// Records what discovery learnt so far, then hands the new jobs over. In this order because a
+/// fetcher may mark its channel unreadable (a 403) as soon as it starts: discovery's own marks
+/// for that channel ("readable again") must be written before, never after.
+async fn flush(ctx: &mut Ctx<'_>) -> Result<(), DiscoveryError> {
+    let gone = |_| DiscoveryError::ActorStopped("writer");
+    if !ctx.rows.is_empty() {
+        let rows = std::mem::take(&mut ctx.rows);
+        ctx.writer
+            .send(RecordChannels(rows))
+            .await
+            .map_err(gone)??;
+    }
+    for (channel_id, reason) in std::mem::take(&mut ctx.skips) {
+        ctx.writer
+            .send(MarkSkipped { channel_id, reason })
+            .await
+            .map_err(gone)??;
+    }
+    let new = ctx.out.jobs[ctx.handed..].to_vec();
+    if new.is_empty() {
+        return Ok(());
+    }
+    // A channel fetched again is readable as far as we know; a 403 re-marks it.
+    for job in &new {
+        let channel_id = job.channel_id;
+        if ctx
+            .known
+            .get(&channel_id)
+            .is_some_and(|k| k.skip_reason.is_some())
+        {
+            ctx.writer
+                .send(MarkSkipped {
+                    channel_id,
+                    reason: None,
+                })
+                .await
+                .map_err(gone)??;
+        }
+    }
+    ctx.handed = ctx.out.jobs.len();
+    ctx.jobs
+        .send(AddJobs(new))
+        .await
+        .map_err(|_| DiscoveryError::ActorStopped("supervisor"))
 }
 
 impl Ctx<'_> {
@@ -285,19 +342,34 @@ fn row(info: &ChannelInfo, guild_id: Option<u64>) -> ChannelRow {
 }
 
 /// Finds the channels to archive: every readable channel (and thread) of each guild, plus the
-/// listed channels. `bot_user_id` comes from the token check (`None`: permissions unknown).
+/// listed channels, each handed to `jobs` as soon as it is known (see the module's doc).
+/// `bot_user_id` comes from the token check (`None`: permissions unknown).
+///
+/// Returns what was found even when discovery failed part way (the channels handed over by
+/// then may have been fetched, and the run reports them).
 pub async fn discover(
     requester: &Requester,
     writer: &Addr<Writer>,
+    jobs: &Recipient<AddJobs>,
     settings: &Settings,
     bot_user_id: Option<u64>,
     stats: &mut Stats,
-) -> Result<Discovered, DiscoveryError> {
+) -> (Discovered, Result<(), DiscoveryError>) {
     let gone = |_| DiscoveryError::ActorStopped("writer");
-    let known = writer.send(LoadChannels).await.map_err(gone)??;
-    let checkpoints = writer.send(LoadCheckpoints).await.map_err(gone)??;
+    let loaded = async {
+        let known = writer.send(LoadChannels).await.map_err(gone)??;
+        let checkpoints = writer.send(LoadCheckpoints).await.map_err(gone)??;
+        Ok::<_, DiscoveryError>((known, checkpoints))
+    };
+    let (known, checkpoints) = match loaded.await {
+        Ok(loaded) => loaded,
+        Err(e) => return (Discovered::default(), Err(e)),
+    };
     let mut ctx = Ctx {
         requester,
+        writer,
+        jobs,
+        handed: 0,
         settings,
         stats,
         known: known.into_iter().map(|k| (k.id as u64, k)).collect(),
@@ -313,40 +385,28 @@ pub async fn discover(
         channel_route_unserved: false,
         history_readable: HashSet::new(),
     };
-    for guild in &settings.guilds {
-        discover_guild(&mut ctx, guild, bot_user_id).await?;
-    }
-    for &channel_id in &settings.channels {
-        discover_channel(&mut ctx, channel_id).await?;
-    }
-    let readable: Vec<u64> = ctx.out.jobs.iter().map(|j| j.channel_id).collect();
-    writer
-        .send(RecordChannels(ctx.rows))
-        .await
-        .map_err(gone)??;
-    for (channel_id, reason) in ctx.skips {
-        writer
-            .send(MarkSkipped { channel_id, reason })
-            .await
-            .map_err(gone)??;
-    }
-    // A channel fetched again is readable as far as we know; a 403 re-marks it.
-    for channel_id in readable {
-        if ctx
-            .known
-            .get(&channel_id)
-            .is_some_and(|k| k.skip_reason.is_some())
-        {
-            writer
-                .send(MarkSkipped {
-                    channel_id,
-                    reason: None,
-                })
-                .await
-                .map_err(gone)??;
+    let walked = async {
+        // Every guild's listing before any channel is handed over: an unknown guild stops the
+        // run (exit 2) before anything is fetched, whichever guild it is.
+        let mut listed = Vec::new();
+        for guild in &settings.guilds {
+            listed.push(list_guild(&mut ctx, guild, bot_user_id).await?);
         }
+        for guild in &listed {
+            guild_channels(&mut ctx, guild);
+        }
+        flush(&mut ctx).await?;
+        for guild in &listed {
+            guild_threads(&mut ctx, guild).await?;
+            flush(&mut ctx).await?;
+        }
+        for &channel_id in &settings.channels {
+            discover_channel(&mut ctx, channel_id).await?;
+        }
+        flush(&mut ctx).await
     }
-    Ok(ctx.out)
+    .await;
+    (ctx.out, walked)
 }
 
 async fn discover_channel(ctx: &mut Ctx<'_>, channel_id: u64) -> Result<(), DiscoveryError> {
@@ -492,11 +552,31 @@ async fn forum_posts(ctx: &mut Ctx<'_>, forum: &ChannelInfo) -> Result<(), Disco
     Ok(())
 }
 
-async fn discover_guild(
+/// A guild as its listing showed it: what the walk of its channels and threads needs.
+struct ListedGuild {
+    id: u64,
+    channels: Vec<ChannelInfo>,
+    /// Effective permissions per channel, when they can be computed; threads inherit their
+    /// parent's.
+    perms: HashMap<u64, u64>,
+    excluded: HashSet<u64>,
+}
+
+impl ListedGuild {
+    fn unreadable(&self, c: &ChannelInfo, kind: i32) -> Option<&'static str> {
+        self.perms
+            .get(&c.id)
+            .and_then(|p| permissions::unreadable_reason(kind, *p))
+    }
+}
+
+/// The guild's lookups (for permission math) and its channel listing, which decides whether
+/// the guild exists for us.
+async fn list_guild(
     ctx: &mut Ctx<'_>,
     guild: &GuildTarget,
     bot_user_id: Option<u64>,
-) -> Result<(), DiscoveryError> {
+) -> Result<ListedGuild, DiscoveryError> {
     let g = guild.id;
     let client = ctx.requester.client.clone();
     let not_found = |e: Failure| {
@@ -564,7 +644,6 @@ async fn discover_guild(
     }
     let excluded: HashSet<u64> = guild.exclude_channels.iter().copied().collect();
 
-    // Effective permissions per channel; threads inherit their parent's.
     let mut perms: HashMap<u64, u64> = HashMap::new();
     for c in &channels {
         ctx.rows.push(row(c, Some(g)));
@@ -575,13 +654,18 @@ async fn discover_guild(
             );
         }
     }
-    let unreadable = |c: &ChannelInfo, kind: i32, perms: &HashMap<u64, u64>| {
-        perms
-            .get(&c.id)
-            .and_then(|p| permissions::unreadable_reason(kind, *p))
-    };
+    Ok(ListedGuild {
+        id: g,
+        channels,
+        perms,
+        excluded,
+    })
+}
 
-    for c in &channels {
+/// The guild's channels that hold messages themselves (not threads): no request needed.
+fn guild_channels(ctx: &mut Ctx<'_>, guild: &ListedGuild) {
+    let (g, excluded) = (guild.id, &guild.excluded);
+    for c in &guild.channels {
         let unknown = is_unknown_kind(c.kind);
         if excluded.contains(&c.id) || !(MESSAGE_CHANNEL_KINDS.contains(&c.kind) || unknown) {
             continue;
@@ -594,19 +678,25 @@ async fn discover_guild(
                 c.kind
             );
         }
-        match unreadable(c, c.kind, &perms) {
+        match guild.unreadable(c, c.kind) {
             Some(why) => ctx.skip(c, why.to_owned(), true),
             None => {
-                if perms.contains_key(&c.id) {
+                if guild.perms.contains_key(&c.id) {
                     ctx.history_readable.insert(c.id);
                 }
                 ctx.consider(c, Some(g), true);
             }
         }
     }
+}
+
+/// The guild's threads: active ones, and the archived ones of every channel that can have them.
+async fn guild_threads(ctx: &mut Ctx<'_>, guild: &ListedGuild) -> Result<(), DiscoveryError> {
     if !ctx.settings.fetch.include_threads {
         return Ok(());
     }
+    let (g, channels, perms, excluded) = (guild.id, &guild.channels, &guild.perms, &guild.excluded);
+    let client = ctx.requester.client.clone();
 
     // Threads: active ones for the whole guild, then archived ones per parent channel. A
     // thread may move from active to archived between two listings: keyed by ID.
@@ -629,7 +719,7 @@ async fn discover_guild(
         .filter(|c| {
             THREAD_PARENT_KINDS.contains(&c.kind)
                 && !excluded.contains(&c.id)
-                && unreadable(c, 0, &perms).is_none()
+                && guild.unreadable(c, 0).is_none()
         })
         .map(|c| {
             let manage = perms
@@ -787,8 +877,15 @@ where
     let mut before = Before::default();
     loop {
         let cursor = before.clone();
+        let what = route.to_string();
         let list = match requester
-            .request(route, stats, || page(cursor.clone()))
+            .request_for(
+                &what,
+                route,
+                || Priority::LISTING,
+                stats,
+                || page(cursor.clone()),
+            )
             .await
         {
             Ok(list) => list.value,

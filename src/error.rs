@@ -57,7 +57,7 @@ impl ExitCode {
         });
         match stopped {
             Some(StopReason::Interrupted) => ExitCode::Interrupted,
-            Some(StopReason::Abort(_)) => ExitCode::Failed,
+            Some(StopReason::Abort(_) | StopReason::DiscoveryFailed(_)) => ExitCode::Failed,
             None if unfinished || incomplete => ExitCode::Failed,
             None => ExitCode::Success,
         }

@@ -27,6 +27,13 @@ impl Priority {
     /// A channel not sized yet (no page seen): its first page comes before any channel's
     /// further pages, so every channel is sized early.
     pub const UNSIZED: Priority = Priority(u64::MAX - 1);
+    /// A page of an archived-thread listing, read while channels already page. It ranks as a
+    /// channel with this many pages left: below the channels long enough to end the run last
+    /// (at a bucket of 5 requests per 5 s, 50 pages are 50 s), which ask at most their bucket's
+    /// pace and so take few tokens from discovery, and above all the others, which can wait
+    /// for the threads a listing may reveal. As [`Priority::LOOKUP`], hundreds of listings
+    /// in a big guild would hold the largest channel back for as long as they take.
+    pub const LISTING: Priority = Priority(50);
 
     /// A channel with `pages` left (capped below [`Priority::UNSIZED`]).
     pub fn pages(pages: u64) -> Priority {
@@ -233,6 +240,17 @@ impl<W> TokenQueue<W> {
 mod tests {
     use super::*;
     use crate::time::snowflake_from_ms;
+
+    #[test]
+    fn thread_listings_yield_to_long_channels_only() {
+        assert!(Priority::LOOKUP > Priority::UNSIZED);
+        assert!(
+            Priority::UNSIZED > Priority::LISTING,
+            "first pages size channels"
+        );
+        assert!(Priority::pages(51) > Priority::LISTING);
+        assert!(Priority::pages(49) < Priority::LISTING);
+    }
 
     const T0: u64 = 1_600_000_000_000;
 

@@ -737,3 +737,32 @@ fn threads_archived_before_a_page_of_ties_are_still_found() {
         "every older thread is archived"
     );
 }
+
+/// Channels page while discovery goes on: a guild's text channels are handed over as soon as
+/// its channel listing is read, so the first page of one is asked before discovery's last
+/// request (the archived-thread listings of every channel, which take a while under the
+/// global limit).
+#[test]
+fn text_channels_start_paging_before_discovery_ends() {
+    let h = Harness::new(SimConfig {
+        guild: GuildSpec::skewed(20, 3_000),
+        ..SimConfig::default()
+    });
+    let mut settings = h.settings();
+    // 40 listings at 20 a second: two seconds of discovery after the channel listing.
+    settings.rate.global_per_second = 20.0;
+    let report = h.run(settings, RunOptions::default());
+    assert_eq!(report.exit_code, 0, "{report:#?}");
+    let log = h.requests();
+    let discovery = |r: &String| r.contains("/threads") || r.starts_with("/api/v10/guilds/");
+    let last_listing = log.iter().rposition(discovery).expect("discovery asked");
+    let first_page = log
+        .iter()
+        .position(|r| r.contains("/messages"))
+        .expect("pages asked");
+    assert!(
+        first_page < last_listing,
+        "the first page (request {first_page}) waited for discovery (last request {last_listing}): {log:#?}"
+    );
+    assert_same_rows(&h.archived(), &h.expected_readable());
+}

@@ -832,7 +832,8 @@ fn a_write_limit_mid_run_stops_the_run_cleanly_and_the_rerun_completes() {
     let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
     // SIGXFSZ ignored, so an oversized write fails with EFBIG instead of killing the process.
     // (`ulimit -f` counts 512-byte blocks in POSIX sh: 4 MiB a file, room for the schema in
-    // 64 KiB pages and its WAL until the first checkpoint, and less than the archive needs.)
+    // 64 KiB pages, its WAL until the first checkpoint and a first batch of a hundred messages,
+    // and less than the whole archive's 5 MB.)
     let script = format!(
         "trap '' XFSZ; ulimit -f 8192; exec \"$BIN\" {}",
         quoted.join(" ")

@@ -1,5 +1,6 @@
 //! The messages between the actors, each declaring its reply type.
 
+use super::fetcher::ChannelJob;
 use super::rate_limiter::{BudgetExhausted, Feedback, Permit};
 use crate::discord::{Anomaly, FetchedMessage, Route};
 use crate::schedule::Priority;
@@ -175,6 +176,22 @@ pub struct ProgressEvent {
     /// so far over the time left in every span); `None` before the first page.
     pub remaining: Option<u64>,
     pub done: bool,
+}
+
+/// Discovery → supervisor: more channels to fetch, found while discovery goes on (a guild's
+/// text channels, then its threads). Queued with the others, longest history first.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddJobs(pub Vec<ChannelJob>);
+
+/// App → supervisor: discovery is over; no job comes after this. Until it arrives the run is
+/// not finished, however idle the supervisor is. `failed`: discovery ended in an error (the
+/// app reports it): the fetchers running stop after committing what they have, and no queued
+/// channel starts.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DiscoveryDone {
+    pub failed: Option<String>,
 }
 
 /// App → supervisor: stop (Ctrl-C, SIGTERM): no new requests, commit what was fetched.

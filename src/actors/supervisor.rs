@@ -1,13 +1,19 @@
 //! The supervisor actor: runs one fetcher per channel, at most `max_concurrent_channels` at once,
 //! restarts failed ones with backoff, and collects every channel's outcome and statistics.
 //!
+//! It starts before discovery and takes channels as discovery finds them ([`AddJobs`]): a
+//! guild's text channels page while its thread listings are still being read. The run is over
+//! when discovery said so ([`DiscoveryDone`]) and every channel has ended.
+//!
 //! Fetchers are finite workers, so they are not put under `actix::Supervisor` (which restarts
 //! an actor even when it stopped because its work was done): restarts are decided here, from
 //! the outcome each fetcher reports.
 
 use super::committer::Committer;
 use super::fetcher::{ChannelJob, FetchEnv, Fetcher};
-use super::messages::{AbortReason, FetcherDone, Outcome, ProgressEvent, Shutdown};
+use super::messages::{
+    AbortReason, AddJobs, DiscoveryDone, FetcherDone, Outcome, ProgressEvent, Shutdown,
+};
 use super::requester::{backoff, Requester};
 use super::writer::Writer;
 use crate::config::Settings;
@@ -24,6 +30,8 @@ pub enum StopReason {
     /// Ctrl-C or SIGTERM.
     Interrupted,
     Abort(AbortReason),
+    /// Discovery failed after channels had started (the run reports discovery's error).
+    DiscoveryFailed(String),
 }
 
 /// What the supervisor hands back when every channel has ended.
@@ -43,7 +51,11 @@ pub struct Supervisor {
     settings: Arc<Settings>,
     /// Built in `started`, once the supervisor has its own address to give fetchers.
     env: Option<Arc<FetchEnv>>,
+    /// Jobs not started yet, in `start_order` (re-sorted as discovery adds more); restarts
+    /// due go to the front.
     queue: VecDeque<ChannelJob>,
+    /// Discovery may still add jobs: until [`DiscoveryDone`], an idle supervisor is not done.
+    discovering: bool,
     jobs: HashMap<u64, ChannelJob>,
     /// Fetchers running now (they report `FetcherDone` exactly once each).
     active: usize,
@@ -66,35 +78,21 @@ impl Supervisor {
         shutdown: Arc<watch::Sender<bool>>,
         writer: Addr<Writer>,
         settings: Arc<Settings>,
-        jobs: Vec<ChannelJob>,
         subscribers: Vec<Recipient<ProgressEvent>>,
         done: oneshot::Sender<SupervisorResult>,
     ) -> Self {
-        let reports = jobs
-            .iter()
-            .map(|job| {
-                let report = ChannelReport {
-                    channel_id: job.channel_id,
-                    name: job.name.clone(),
-                    status: ChannelStatus::Interrupted,
-                    stats: Default::default(),
-                    start_time: None,
-                    end_time: None,
-                };
-                (job.channel_id, report)
-            })
-            .collect();
         Supervisor {
             requester,
             writer,
             settings,
             env: None,
-            jobs: jobs.iter().map(|j| (j.channel_id, j.clone())).collect(),
-            queue: crate::schedule::start_order(jobs, |j| (j.channel_id, j.newest)).into(),
+            jobs: HashMap::new(),
+            queue: VecDeque::new(),
+            discovering: true,
             active: 0,
             pending_restarts: 0,
             restarts: HashMap::new(),
-            reports,
+            reports: BTreeMap::new(),
             shutdown,
             stopped: None,
             done: Some(done),
@@ -105,6 +103,35 @@ impl Supervisor {
                 Fetcher::new(env, job).start();
             }),
         }
+    }
+
+    /// Queues channels discovery found. A channel only ever gets one job (discovery
+    /// de-duplicates; a repeat here is ignored). Each has a report from now on, so one still
+    /// queued when the run stops is reported interrupted, as a channel never started is.
+    fn add_jobs(&mut self, jobs: Vec<ChannelJob>) {
+        for job in jobs {
+            if self.jobs.contains_key(&job.channel_id) {
+                tracing::debug!(channel = job.channel_id, "already queued");
+                continue;
+            }
+            self.reports.insert(
+                job.channel_id,
+                ChannelReport {
+                    channel_id: job.channel_id,
+                    name: job.name.clone(),
+                    status: ChannelStatus::Interrupted,
+                    stats: Default::default(),
+                    start_time: None,
+                    end_time: None,
+                },
+            );
+            self.jobs.insert(job.channel_id, job.clone());
+            self.queue.push_back(job);
+        }
+        // Longest history first over everything waiting, not per batch: a big channel found
+        // late must not queue behind the small ones found before it.
+        let queued: Vec<ChannelJob> = std::mem::take(&mut self.queue).into();
+        self.queue = crate::schedule::start_order(queued, |j| (j.channel_id, j.newest)).into();
     }
 
     fn spawn_more(&mut self) {
@@ -138,7 +165,7 @@ impl Supervisor {
 
     fn finish_if_done(&mut self, ctx: &mut Context<Self>) {
         let idle = self.active == 0 && self.pending_restarts == 0;
-        if idle && (self.queue.is_empty() || self.stopped.is_some()) {
+        if idle && !self.discovering && (self.queue.is_empty() || self.stopped.is_some()) {
             if let Some(done) = self.done.take() {
                 let _ = done.send(SupervisorResult {
                     channels: std::mem::take(&mut self.reports),
@@ -220,8 +247,11 @@ impl Handler<FetcherDone> for Supervisor {
                     ctx.run_later(wait, move |act, ctx| {
                         act.pending_restarts -= 1;
                         if act.stopped.is_none() {
+                            // Next in line, but within `max_concurrent_channels`: the slot it
+                            // left may have gone to a queued channel meanwhile.
                             let job = act.jobs[&channel_id].clone();
-                            act.start(job);
+                            act.queue.push_front(job);
+                            act.spawn_more();
                         }
                         act.finish_if_done(ctx);
                     });
@@ -252,6 +282,27 @@ impl Handler<ProgressEvent> for Supervisor {
         // Observers that went away are dropped; progress is advisory.
         self.subscribers
             .retain(|s| s.try_send(msg.clone()).is_ok() || s.connected());
+    }
+}
+
+impl Handler<AddJobs> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddJobs, _ctx: &mut Self::Context) {
+        self.add_jobs(msg.0);
+        self.spawn_more();
+    }
+}
+
+impl Handler<DiscoveryDone> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: DiscoveryDone, ctx: &mut Self::Context) {
+        self.discovering = false;
+        if let Some(why) = msg.failed {
+            self.stop_all(StopReason::DiscoveryFailed(why));
+        }
+        self.finish_if_done(ctx);
     }
 }
 
@@ -305,12 +356,23 @@ mod tests {
     /// other. The writer and the client are real but never used.
     struct Run {
         supervisor: Addr<Supervisor>,
+        /// What fetchers watch: `true` once the run is stopping.
+        stopping: watch::Receiver<bool>,
         starts: mpsc::UnboundedReceiver<(u64, Duration)>,
         result: oneshot::Receiver<SupervisorResult>,
         _dir: tempfile::TempDir,
     }
 
+    /// A run whose discovery found `jobs` at once and was done.
     fn run(settings: Settings, jobs: Vec<ChannelJob>) -> Run {
+        let run = discovering(settings);
+        run.supervisor.do_send(AddJobs(jobs));
+        run.supervisor.do_send(DiscoveryDone { failed: None });
+        run
+    }
+
+    /// A run whose discovery is still going on: the test adds jobs and ends discovery.
+    fn discovering(settings: Settings) -> Run {
         let dir = tempfile::tempdir().unwrap();
         let archive = crate::storage::open_rw(&dir.path().join("a.db")).unwrap();
         let writer = Writer::start(archive, None);
@@ -319,7 +381,7 @@ mod tests {
             client: DiscordClient::new(&Token::new("t"), None, Duration::from_secs(1)),
             limiter: super::super::rate_limiter::RateLimiter::new(50.0).start(),
             rate: settings.rate.clone(),
-            shutdown: shutdown_rx,
+            shutdown: shutdown_rx.clone(),
         };
         let (done, result) = oneshot::channel();
         let (tx, starts) = mpsc::unbounded_channel();
@@ -329,7 +391,6 @@ mod tests {
             Arc::new(shutdown),
             writer,
             Arc::new(settings),
-            jobs,
             Vec::new(),
             done,
         );
@@ -338,6 +399,7 @@ mod tests {
         });
         Run {
             supervisor: supervisor.start(),
+            stopping: shutdown_rx,
             starts,
             result,
             _dir: dir,
@@ -479,5 +541,176 @@ mod tests {
         });
         let s = Duration::from_secs;
         assert_eq!(starts, [(1, s(0)), (2, s(0)), (3, s(3))]);
+    }
+
+    /// A job whose listing named a newest message `ms` milliseconds of snowflake time after
+    /// the channel's creation: that much history.
+    fn job_with_history(channel_id: u64, ms: u64) -> ChannelJob {
+        ChannelJob {
+            newest: Some(channel_id + (ms << 22)),
+            ..job(channel_id)
+        }
+    }
+
+    fn drain(starts: &mut mpsc::UnboundedReceiver<(u64, Duration)>) -> Vec<u64> {
+        std::iter::from_fn(|| starts.try_recv().ok())
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    #[test]
+    fn jobs_added_while_running_start_longest_history_first() {
+        let starts = on_paused_time(|| async {
+            let mut s = settings(3, Duration::from_secs(60));
+            s.fetch.max_concurrent_channels = 1;
+            let mut run = discovering(s);
+            run.supervisor
+                .send(AddJobs(vec![job_with_history(1, 10)]))
+                .await
+                .unwrap();
+            let mut starts = vec![run.starts.recv().await.unwrap().0];
+            // Found later (threads, say): a short one, then one longer than everything queued.
+            run.supervisor
+                .send(AddJobs(vec![
+                    job_with_history(2, 1_000),
+                    job_with_history(3, 50_000),
+                ]))
+                .await
+                .unwrap();
+            run.supervisor
+                .send(AddJobs(vec![job_with_history(4, 5_000)]))
+                .await
+                .unwrap();
+            assert!(drain(&mut run.starts).is_empty(), "one at a time");
+            run.supervisor
+                .send(DiscoveryDone { failed: None })
+                .await
+                .unwrap();
+            for _ in 0..3 {
+                let id = *starts.last().unwrap();
+                run.supervisor
+                    .send(done(id, Outcome::Finished))
+                    .await
+                    .unwrap();
+                starts.push(run.starts.recv().await.unwrap().0);
+            }
+            let last = *starts.last().unwrap();
+            run.supervisor
+                .send(done(last, Outcome::Finished))
+                .await
+                .unwrap();
+            let result = run.result.await.unwrap();
+            assert_eq!(result.channels.len(), 4);
+            assert!(result
+                .channels
+                .values()
+                .all(|c| c.status == ChannelStatus::Finished));
+            starts
+        });
+        assert_eq!(starts, [1, 3, 4, 2]);
+    }
+
+    #[test]
+    fn the_run_is_not_finished_before_discovery_is_done() {
+        on_paused_time(|| async {
+            let mut run = discovering(settings(3, Duration::from_secs(60)));
+            // Nothing found yet, then one channel that ends at once: idle, but discovery may
+            // still find more.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            assert!(run.result.try_recv().is_err(), "no job yet is not the end");
+            run.supervisor.send(AddJobs(vec![job(1)])).await.unwrap();
+            assert_eq!(run.starts.recv().await.unwrap().0, 1);
+            run.supervisor
+                .send(done(1, Outcome::Finished))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            assert!(
+                run.result.try_recv().is_err(),
+                "every job ended, discovery not"
+            );
+            run.supervisor.send(AddJobs(vec![job(2)])).await.unwrap();
+            assert_eq!(run.starts.recv().await.unwrap().0, 2);
+            run.supervisor
+                .send(DiscoveryDone { failed: None })
+                .await
+                .unwrap();
+            assert!(run.result.try_recv().is_err(), "channel 2 still runs");
+            run.supervisor
+                .send(done(2, Outcome::Finished))
+                .await
+                .unwrap();
+            let result = run.result.await.unwrap();
+            assert_eq!(result.stopped, None);
+            assert_eq!(result.channels.keys().copied().collect::<Vec<_>>(), [1, 2]);
+        });
+    }
+
+    #[test]
+    fn a_failed_discovery_stops_the_running_fetchers_and_starts_no_more() {
+        let (result, started) = on_paused_time(|| async {
+            let mut s = settings(3, Duration::from_secs(60));
+            s.fetch.max_concurrent_channels = 1;
+            let mut run = discovering(s);
+            run.supervisor
+                .send(AddJobs(vec![job(1), job(2)]))
+                .await
+                .unwrap();
+            assert_eq!(run.starts.recv().await.unwrap().0, 1);
+            run.supervisor
+                .send(DiscoveryDone {
+                    failed: Some("listing failed".into()),
+                })
+                .await
+                .unwrap();
+            assert!(*run.stopping.borrow(), "the fetchers are told to stop");
+            assert!(run.result.try_recv().is_err(), "channel 1 is committing");
+            run.supervisor
+                .send(done(1, Outcome::Interrupted))
+                .await
+                .unwrap();
+            let result = run.result.await.unwrap();
+            (result, drain(&mut run.starts))
+        });
+        assert!(started.is_empty(), "channel 2 never started: {started:?}");
+        assert_eq!(
+            result.stopped,
+            Some(StopReason::DiscoveryFailed("listing failed".into()))
+        );
+        assert_eq!(result.channels[&2].status, ChannelStatus::Interrupted);
+        assert_eq!(result.channels[&2].start_time, None);
+    }
+
+    /// A restart falls due while another channel holds the only slot: it waits for the slot.
+    #[test]
+    fn a_restart_waits_for_a_free_slot() {
+        let starts = on_paused_time(|| async {
+            let mut s = settings(3, Duration::from_secs(60));
+            s.fetch.max_concurrent_channels = 1;
+            let mut run = run(s, vec![job(1), job(2)]);
+            let mut starts = vec![run.starts.recv().await.unwrap()];
+            run.supervisor
+                .send(done(1, Outcome::Failed("injected".into())))
+                .await
+                .unwrap();
+            // Channel 2 takes the slot; channel 1's restart is due a second later.
+            starts.push(run.starts.recv().await.unwrap());
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            assert!(drain(&mut run.starts).is_empty(), "over the limit");
+            run.supervisor
+                .send(done(2, Outcome::Finished))
+                .await
+                .unwrap();
+            starts.push(run.starts.recv().await.unwrap());
+            run.supervisor
+                .send(done(1, Outcome::Finished))
+                .await
+                .unwrap();
+            let result = run.result.await.unwrap();
+            assert_eq!(result.channels[&1].stats.restarts, 1);
+            starts
+        });
+        let s = Duration::from_secs;
+        assert_eq!(starts, [(1, s(0)), (2, s(0)), (1, s(3))]);
     }
 }
