@@ -193,9 +193,10 @@ pub async fn archive(
     match discovered {
         Ok(()) => {}
         // Fetching had begun, or a fetcher stopped the run: it ends as a run stopped while
-        // fetching does, reporting its channels.
-        Err(DiscoveryError::Interrupted)
-            if fetched || matches!(result.stopped, Some(StopReason::Abort(_))) => {}
+        // fetching does, reporting its channels, with exit 1 (130 when interrupted): exit 2
+        // says nothing was done, and a token revoked while thread listings were still being
+        // read, after pages were stored, is no usage error.
+        Err(_) if fetched || matches!(result.stopped, Some(StopReason::Abort(_))) => {}
         Err(e) => {
             let e = match e {
                 DiscoveryError::Storage(e) => RunError::Storage(e),
@@ -205,9 +206,6 @@ pub async fn archive(
                 DiscoveryError::Failed(why) => RunError::Discovery(why),
                 DiscoveryError::ActorStopped(what) => RunError::ActorStopped(what),
             };
-            if fetched {
-                record_outcomes(&writer, &result).await;
-            }
             // The run row says how it ended, and the archive is closed before returning. The
             // invalid responses met so far count for the next run (see `earlier_invalid`).
             let rate_limiter = limiter.send(GetStats).await.ok();
@@ -219,7 +217,7 @@ pub async fn archive(
                 })
                 .await;
             let _ = writer.send(Close).await;
-            if e.exit_code() == ExitCode::Usage && !existed && !fetched {
+            if e.exit_code() == ExitCode::Usage && !existed {
                 // A usage or token error (an unknown guild; a token first refused here, see
                 // `check_token`) leaves nothing behind: nothing was fetched.
                 storage::remove_new_archive(&settings.database);
