@@ -11,11 +11,14 @@
 #   bash bench/run.sh discord unthrottled
 #   BENCH_SCALE=0.1 bash bench/run.sh # a quick pass with a tenth of the messages
 #   BIN=/tmp/old bash bench/run.sh    # another build of the archiver (and simulator), to compare
+#   SIM_BIN=target/release/discord-archiver BIN=/tmp/old bash bench/run.sh skewed
+#                                     # an older archiver against this simulator (its presets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --quiet --bin discord-archiver --example sqlite_floor
 BIN=${BIN:-target/release/discord-archiver}
+SIM_BIN=${SIM_BIN:-$BIN}
 TOKEN=bench-token
 SCALE=${BENCH_SCALE:-1}
 WORK=$(mktemp -d)
@@ -48,7 +51,7 @@ run_profile() {
         --token "$TOKEN" --latency-ms "$latency" --workers 1)
     [ "$global" != 0 ] && sim_args+=(--global-rate "$global")
     [ "$blimit" != 0 ] && sim_args+=(--bucket-limit "$blimit" --bucket-window-ms "$bwindow")
-    "$BIN" "${sim_args[@]}" > "$WORK/sim.out" 2>&1 &
+    "$SIM_BIN" "${sim_args[@]}" > "$WORK/sim.out" 2>&1 &
     local sim=$!
     for _ in $(seq 100); do grep -q '^guild' "$WORK/sim.out" && break; sleep 0.1; done
     local guild
