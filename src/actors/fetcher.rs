@@ -18,7 +18,7 @@ use super::writer::{to_i64, Writer};
 use crate::config::Settings;
 use crate::discord::{Anomaly, ApiError, FetchedMessage, Route, PAGE_LIMIT};
 use crate::filter;
-use crate::pager::plan::{resume_spans, split};
+use crate::pager::plan::{pages_left, resume_spans, spare_for, split};
 use crate::pager::{self, Action, Commit, End, Lane, Paged, Span, SpanPager};
 use crate::schedule::ChannelWork;
 use crate::stats::Stats;
@@ -54,6 +54,9 @@ pub struct FetchEnv {
     /// Slices only use concurrency that `max_concurrent_channels` leaves idle: with many
     /// channels there is none, and memory stays bounded by that setting alone.
     pub extra_spans: AtomicUsize,
+    /// Of those, the ones long channels took beyond the idle concurrency (capped run-wide:
+    /// [`crate::pager::plan::LONG_EXTRA_SPANS`]).
+    pub long_extra_spans: AtomicUsize,
     /// Fetchers running now (kept by the supervisor).
     pub active_channels: AtomicUsize,
 }
@@ -221,6 +224,8 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
         },
     )
     .await?;
+    // Extra spans this channel took as a long one, given back when it ends.
+    let mut long_extra = 0usize;
     let spans = if slices.is_empty() {
         // Page once, then split what remains if it is long.
         let first = Span {
@@ -230,7 +235,12 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
         };
         match fetch_span(env, job, first, &counters, true, stats).await? {
             SpanEnd::Probed { cursor, page_ms } => {
-                let spans = split(job.newest, cursor, page_ms, spare_spans(env));
+                let pages = pages_left(job.newest, cursor, page_ms);
+                let (spare, long) = spare_for(pages, spare_spans(env), long_in_use(env));
+                let spans = split(job.newest, cursor, page_ms, spare);
+                let extra = spans.len().saturating_sub(1) as u64;
+                long_extra = extra.saturating_sub(spare - long) as usize;
+                env.long_extra_spans.fetch_add(long_extra, Ordering::SeqCst);
                 if spans.len() > 1 {
                     tracing::debug!(
                         channel = job.channel_id,
@@ -265,6 +275,7 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
     )
     .await;
     env.extra_spans.fetch_sub(extra, Ordering::SeqCst);
+    env.long_extra_spans.fetch_sub(long_extra, Ordering::SeqCst);
     for st in &span_stats {
         stats.add(st);
     }
@@ -277,6 +288,11 @@ async fn run(env: &FetchEnv, job: &ChannelJob, stats: &mut Stats) -> Result<Outc
         }
     }
     finish(env, job, &counters, outcome)
+}
+
+/// Extra spans long channels hold now beyond the idle concurrency (see [`spare_for`]).
+fn long_in_use(env: &FetchEnv) -> u64 {
+    env.long_extra_spans.load(Ordering::SeqCst) as u64
 }
 
 /// How many more spans may start now: the concurrency `max_concurrent_channels` allows,

@@ -188,6 +188,7 @@ impl Actor for Supervisor {
             supervisor: ctx.address(),
             settings: self.settings.clone(),
             extra_spans: AtomicUsize::new(0),
+            long_extra_spans: AtomicUsize::new(0),
             active_channels: AtomicUsize::new(0),
         }));
         self.spawn_more();

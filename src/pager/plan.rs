@@ -65,6 +65,33 @@ fn gap_lane(saved: u64, from: u64) -> Lane {
     }
 }
 
+/// A channel this long (pages left after its first) may be sliced even when the run has no
+/// idle concurrency: it is the one that would finish last, paging alone at the end at one page
+/// per round trip while the global limit has room. Few channels are this long, and their
+/// extra spans are capped run-wide ([`LONG_EXTRA_SPANS`]), so memory stays bounded.
+pub const LONG_CHANNEL_PAGES: u64 = 400;
+/// Extra spans that long channels may hold at once beyond the idle concurrency.
+pub const LONG_EXTRA_SPANS: u64 = 12;
+
+/// Pages left in `(cursor, newest]`, when one page covered `page_ms` of snowflake time.
+pub fn pages_left(newest: Option<u64>, cursor: u64, page_ms: u64) -> u64 {
+    newest.filter(|n| *n > cursor).map_or(0, |newest| {
+        (snowflake_ms(newest) - snowflake_ms(cursor)) / page_ms.max(1)
+    })
+}
+
+/// How many more spans a channel with `pages` left may start: the `idle` concurrency, and,
+/// for a long channel, up to a full set of slices from what long channels do not hold yet
+/// (`long_in_use`). Returns the spare spans and how many of them are the long channels'.
+pub fn spare_for(pages: u64, idle: u64, long_in_use: u64) -> (u64, u64) {
+    if pages < LONG_CHANNEL_PAGES {
+        return (idle, 0);
+    }
+    let wanted = (MAX_SPANS - 1).saturating_sub(idle);
+    let long = wanted.min(LONG_EXTRA_SPANS.saturating_sub(long_in_use));
+    (idle + long, long)
+}
+
 /// Cuts the rest of a channel, `(cursor, newest]`, into time slices when it is long (and the
 /// run has `spare` concurrency; one page covered `page_ms`): snowflakes carry time, so equal
 /// time spans are a fair guess at equal work.
@@ -79,7 +106,7 @@ pub fn split(newest: Option<u64>, cursor: u64, page_ms: u64, spare: u64) -> Vec<
         return whole;
     };
     let (from, to) = (snowflake_ms(cursor), snowflake_ms(newest));
-    let pages = (to - from) / page_ms.max(1);
+    let pages = pages_left(Some(newest), cursor, page_ms);
     let parts = (pages / SPLIT_MIN_PAGES).min(MAX_SPANS).min(spare + 1);
     if parts < 2 {
         return whole;
@@ -110,6 +137,27 @@ pub fn split(newest: Option<u64>, cursor: u64, page_ms: u64, spare: u64) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_long_channel_takes_slices_beyond_the_idle_concurrency() {
+        // (pages left, idle spans, long channels' extra spans in use) → (spare, of them long)
+        let cases = [
+            (80, 0, 0, (0, 0)),
+            (399, 2, 0, (2, 0)),
+            (400, 0, 0, (3, 3)),
+            (5_000, 1, 0, (3, 2)),
+            (5_000, 5, 0, (5, 0)),
+            (5_000, 0, 10, (2, 2)),
+            (5_000, 0, LONG_EXTRA_SPANS, (0, 0)),
+        ];
+        for (pages, idle, in_use, want) in cases {
+            assert_eq!(
+                spare_for(pages, idle, in_use),
+                want,
+                "{pages} {idle} {in_use}"
+            );
+        }
+    }
 
     fn slice(after: i64, until: i64, cursor: i64, done: bool, reached_end: bool) -> SliceRow {
         SliceRow {
