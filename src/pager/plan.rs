@@ -69,7 +69,7 @@ fn gap_lane(saved: u64, from: u64) -> Lane {
 /// idle concurrency: it is the one that would finish last, paging alone at the end at one page
 /// per round trip while the global limit has room. Few channels are this long, and their
 /// extra spans are capped run-wide ([`LONG_EXTRA_SPANS`]), so memory stays bounded.
-pub const LONG_CHANNEL_PAGES: u64 = 400;
+pub const LONG_CHANNEL_PAGES: u64 = 200;
 /// Extra spans that long channels may hold at once beyond the idle concurrency.
 pub const LONG_EXTRA_SPANS: u64 = 12;
 
@@ -143,8 +143,8 @@ mod tests {
         // (pages left, idle spans, long channels' extra spans in use) → (spare, of them long)
         let cases = [
             (80, 0, 0, (0, 0)),
-            (399, 2, 0, (2, 0)),
-            (400, 0, 0, (3, 3)),
+            (199, 2, 0, (2, 0)),
+            (200, 0, 0, (3, 3)),
             (5_000, 1, 0, (3, 2)),
             (5_000, 5, 0, (5, 0)),
             (5_000, 0, 10, (2, 2)),
