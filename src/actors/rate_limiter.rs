@@ -1142,18 +1142,7 @@ mod tests {
     // ---- The actor on paused time: driven through its messages, every wait at the exact
     // virtual moment it is due (tokio's timer fires in the millisecond a deadline falls in).
 
-    /// Runs `f` in an actix system on a current-thread runtime whose clock is paused: time
-    /// moves only when every task waits, straight to the next timer.
-    fn on_paused_time<F: std::future::Future>(f: impl FnOnce() -> F) -> F::Output {
-        actix::System::with_tokio_rt(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .start_paused(true)
-                .build()
-                .unwrap()
-        })
-        .block_on(f())
-    }
+    use crate::actors::on_paused_time;
 
     /// Waits for a permit; returns it with the virtual time it came at (since `t0`).
     async fn acquire(limiter: &Addr<RateLimiter>, route: Route, t0: Instant) -> (Permit, Duration) {

@@ -323,23 +323,13 @@ mod tests {
     //! when they start, and the test answers for them with `FetcherDone`.
 
     use super::*;
+    use crate::actors::on_paused_time;
     use crate::config::Token;
     use crate::discord::DiscordClient;
     use crate::stats::Stats;
     use std::time::Duration;
     use tokio::sync::mpsc;
     use tokio::time::Instant;
-
-    fn on_paused_time<F: std::future::Future>(f: impl FnOnce() -> F) -> F::Output {
-        actix::System::with_tokio_rt(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .start_paused(true)
-                .build()
-                .unwrap()
-        })
-        .block_on(f())
-    }
 
     fn job(channel_id: u64) -> ChannelJob {
         ChannelJob {
